@@ -1,0 +1,52 @@
+"""Argument types and helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..errors import RgbirError
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'640' → (640, 640); '512,640' or '512x640' → (H=512, W=640)."""
+    parts = [p for p in re.split(r"[,x×]", text.strip()) if p]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
+        raise argparse.ArgumentTypeError(f"'{text}' is not an image size: give H or H,W, multiples of 32")
+    return (sizes[0], sizes[-1])
+
+
+def require_torch(feature: str):
+    """Import torch or explain how to get it (the runtime deploys without it)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise RgbirError(f"{feature} needs PyTorch: pip install 'rgbir[torch]'") from e
+    return torch
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that pick a model: a config or weights file, plus overrides for configs and state_dicts."""
+    parser.add_argument("model", help="shipped config name (e.g. yolo11n-mm-mid-msc), YAML path, or weights file "
+                                      "(.pt from ultralytics/YOLOMM, rgbir .safetensors, state_dict .pt)")
+    parser.add_argument("--cfg", help="architecture for a weights file that holds only a state_dict")
+    parser.add_argument("--scale", choices=list("nslmx"), help="model scale for a config (default: from the name)")
+    parser.add_argument("--nc", type=int, help="number of classes for a config (default: the config's nc)")
+    parser.add_argument("--ir-channels", type=int, choices=(1, 3), help="IR input channels for a config (default 3)")
+
+
+def load_model(args: argparse.Namespace):
+    """Build from a config or load weights, as the model arguments say."""
+    require_torch("loading a model")
+    from pathlib import Path
+
+    from ..models import build_model, load
+
+    weights_suffixes = {".pt", ".pth", ".safetensors"}
+    if Path(args.model).suffix in weights_suffixes:
+        return load(args.model, cfg=args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)
+    return build_model(args.model, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)

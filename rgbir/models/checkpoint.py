@@ -1,0 +1,263 @@
+"""Load detectors from ultralytics / YOLOMM ``.pt`` files, plain state_dicts, and rgbir's own safetensors files.
+
+Upstream checkpoints pickle whole module objects. They are read with torch's ``weights_only`` unpickler,
+so no code from the file runs: ``torch.nn`` classes are allowed as themselves and every other class the
+file names (``ultralytics.*`` and anything else) becomes an inert stand-in that only stores its state. From
+the stand-in tree we take the YAML, class names, the state_dict and the details a state_dict lacks (which
+activation each Conv used, BatchNorm eps), then rebuild the network with rgbir's own modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import RgbirError
+from .detector import Detector, build_model
+
+# Upstream class names rgbir rebuilds (module path ignored: forks move classes around).
+SUPPORTED_UPSTREAM = {
+    "DetectionModel", "Conv", "DWConv", "Bottleneck", "C2f", "C3", "C3k", "C3k2", "SPPF", "Attention",
+    "PSABlock", "C2PSA", "Concat", "Index", "DFL", "Detect", "MSC", "C2TSSA", "TSSAlock", "AttentionTSSA",
+    "ConvAttn", "ConvolutionalAttention", "MiLKConvAttn", "CFSAM", "Add",
+    # rgbir's own names, for checkpoints saved from rgbir modules
+    "TSSA", "TSSABlock", "DynamicKernel", "EncoderLayer",
+}
+ACTIVATIONS = (nn.SiLU, nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Sigmoid)
+SAFETENSORS_MAGIC_KEY = "rgbir.config"
+
+
+class StandIn(nn.Module):
+    """Inert replacement for a pickled class: keeps the object's state, runs nothing."""
+
+    upstream_name = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.reduce_args = args
+
+    def __setstate__(self, state):
+        nn.Module.__init__(self)
+        if isinstance(state, tuple):  # (dict state, slot state)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        self.__dict__.update(state or {})
+
+
+@dataclass
+class CheckpointInfo:
+    """Where a model came from; exported into ONNX metadata later."""
+
+    path: str
+    format: str  # "ultralytics" | "rgbir" | "state_dict"
+    sha256: str
+    upstream_version: str | None = None
+    channel_order: dict[str, str] = field(default_factory=dict)  # per modality: "RGB" | "BGR"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stand_in(qualified: str) -> type:
+    return type(qualified.rsplit(".", 1)[-1], (StandIn,), {"upstream_name": qualified})
+
+
+def _resolve_torch_module(qualified: str):
+    """A torch.nn module class named in the file, or None if the name is anything else."""
+    module_path, _, name = qualified.rpartition(".")
+    if not module_path.startswith("torch.nn."):
+        return None
+    try:
+        obj = getattr(importlib.import_module(module_path), name)
+    except (ImportError, AttributeError):
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
+
+
+def read_pickled(path: Path) -> Any:
+    """Unpickle a torch file without running its code: unknown classes load as ``StandIn`` subclasses."""
+    if not zipfile.is_zipfile(path):
+        raise RgbirError(f"{path} is not a torch zip checkpoint; re-save it with a torch >= 1.6 torch.save")
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    allowed = [(_resolve_torch_module(n) or _stand_in(n), n) for n in names]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError / RuntimeError variants for corrupt files
+        raise RgbirError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
+
+
+def _unsupported_modules(root: nn.Module) -> list[str]:
+    """Qualified names of pickled module classes that rgbir has no re-implementation of."""
+    return sorted({
+        m.upstream_name for m in root.modules()
+        if isinstance(m, StandIn) and m.upstream_name.rsplit(".", 1)[-1] not in SUPPORTED_UPSTREAM
+    })
+
+
+def _pick_root(ckpt: Any) -> Any:
+    """The model inside a checkpoint dict (EMA first, as upstream), or the object itself."""
+    if isinstance(ckpt, Mapping):
+        for key in ("ema", "model", "state_dict"):
+            if ckpt.get(key) is not None:
+                return ckpt[key]
+    return ckpt
+
+
+def activation_overrides(model: nn.Module, reference: nn.Module) -> dict[str, nn.Module]:
+    """Activation modules of ``reference`` whose class differs from ``model``'s at the same name."""
+    ours = dict(model.named_modules())
+    out = {}
+    for name, theirs in reference.named_modules():
+        mine = ours.get(name)
+        if isinstance(mine, ACTIVATIONS) and isinstance(theirs, ACTIVATIONS) and type(mine) is not type(theirs):
+            out[name] = theirs
+    return out
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+def load_weights(model: Detector, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load a state_dict strictly, dropping biases the checkpoint's variant does not have (e.g. MSCN's q/kv)."""
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+            if f"{name}.weight" in state_dict and f"{name}.bias" not in state_dict:
+                m.register_parameter("bias", None)
+    state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    result = model.load_state_dict(state_dict, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing (e.g. {', '.join(result.missing_keys[:3])})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {', '.join(result.unexpected_keys[:3])})")
+    if problems:
+        raise RgbirError(
+            "weights do not match the model config: " + "; ".join(problems)
+            + " — check the config, scale, nc and IR channels"
+        )
+
+
+def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping) -> tuple[Detector, dict]:
+    missing = _unsupported_modules(root)
+    if missing:
+        raise RgbirError(
+            f"{path.name} uses module classes rgbir does not implement: {', '.join(missing)}"
+        )
+    cfg = getattr(root, "yaml", None)
+    if not isinstance(cfg, dict):
+        raise RgbirError(f"{path.name} has no model YAML attached; load it with cfg=... and its state_dict")
+    names = getattr(root, "names", None)
+    model = build_model(cfg, names=names)
+    load_weights(model, root.state_dict())
+    for name, m in activation_overrides(model, root).items():
+        set_submodule(model, name, m)
+    ours = dict(model.named_modules())
+    for name, theirs in root.named_modules():
+        if isinstance(theirs, nn.BatchNorm2d) and isinstance(ours.get(name), nn.BatchNorm2d):
+            ours[name].eps, ours[name].momentum = theirs.eps, theirs.momentum
+    extra = {k: ckpt[k] for k in ("epoch", "best_fitness", "date") if isinstance(ckpt.get(k), (int, float, str))}
+    return model, {"format": "ultralytics", "upstream_version": ckpt.get("version"), "extra": extra}
+
+
+def load(
+    path: str | Path,
+    cfg: str | Path | dict | None = None,
+    *,
+    scale: str | None = None,
+    nc: int | None = None,
+    ir_channels: int | None = None,
+) -> Detector:
+    """Load a detector from an ultralytics/YOLOMM checkpoint, an rgbir ``.safetensors`` file, or a plain
+    state_dict (then ``cfg`` names the architecture). The result is in eval mode, float32, with
+    ``model.checkpoint`` (a CheckpointInfo) describing the source.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RgbirError(f"no such weights file: {path}")
+    digest = file_sha256(path)
+    if path.suffix == ".safetensors":
+        model, info = _from_safetensors(path)
+    else:
+        ckpt = read_pickled(path)
+        root = _pick_root(ckpt)
+        if isinstance(root, StandIn):
+            model, info = _from_ultralytics(root, path, ckpt)
+        elif isinstance(root, Mapping) and all(isinstance(v, torch.Tensor) for v in root.values()):
+            if cfg is None:
+                raise RgbirError(f"{path.name} holds only a state_dict: name its architecture with cfg (--cfg)")
+            model = build_model(cfg, scale=scale, nc=nc, ir_channels=ir_channels)
+            load_weights(model, root)
+            info = {"format": "state_dict"}
+        else:
+            raise RgbirError(f"{path.name} holds a {type(root).__name__}, not a detector checkpoint")
+    info.setdefault("channel_order", default_channel_order(model, info["format"]))
+    model.checkpoint = CheckpointInfo(path=str(path), sha256=digest, **info)
+    return model.float().eval()
+
+
+def default_channel_order(model: Detector, fmt: str) -> dict[str, str]:
+    """Channel order the weights expect. YOLOMM trains on two concatenated OpenCV images that are never
+    flipped (BGR per modality); stock ultralytics training flips 3-channel images to RGB."""
+    if fmt == "ultralytics" and model.multimodal:
+        return {"rgb": "BGR", "ir": "BGR"}
+    return {"rgb": "RGB", "ir": "RGB"} if model.multimodal else {"rgb": "RGB"}
+
+
+def save(model: Detector, path: str | Path, meta: dict | None = None) -> Path:
+    """Write rgbir's own format: one safetensors file with the weights, the YAML, class names and metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    reference = Detector(model.yaml, names=model.names)
+    overrides = {k: type(v).__name__ for k, v in activation_overrides(reference, model).items()}
+    info = getattr(model, "checkpoint", None)
+    header = {
+        SAFETENSORS_MAGIC_KEY: json.dumps(model.yaml),
+        "rgbir.names": json.dumps({str(k): v for k, v in model.names.items()}),
+        "rgbir.activations": json.dumps(overrides),
+        "rgbir.meta": json.dumps({"rgbir_version": __version__, **(meta or {}),
+                                  **({"source": asdict(info)} if info else {})}),
+    }
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata=header)
+    return path
+
+
+def _from_safetensors(path: Path) -> tuple[Detector, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+        if SAFETENSORS_MAGIC_KEY not in header:
+            raise RgbirError(f"{path.name} is a safetensors file without rgbir metadata; load it with cfg=...")
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    names = {int(k): v for k, v in json.loads(header["rgbir.names"]).items()}
+    model = build_model(json.loads(header[SAFETENSORS_MAGIC_KEY]), names=names)
+    load_weights(model, state)
+    for name, cls_name in json.loads(header.get("rgbir.activations", "{}")).items():
+        set_submodule(model, name, getattr(nn, cls_name)())
+    meta = json.loads(header.get("rgbir.meta", "{}"))
+    source = meta.get("source") or {}
+    return model, {
+        "format": "rgbir",
+        "upstream_version": source.get("upstream_version"),
+        "channel_order": source.get("channel_order") or default_channel_order(model, "rgbir"),
+        "extra": {k: v for k, v in meta.items() if k != "source"},
+    }
