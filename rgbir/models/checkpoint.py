@@ -140,18 +140,21 @@ def load_weights(model: Detector, state_dict: Mapping[str, torch.Tensor]) -> Non
         if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
             if f"{name}.weight" in state_dict and f"{name}.bias" not in state_dict:
                 m.register_parameter("bias", None)
-    state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
-    result = model.load_state_dict(state_dict, strict=False)
-    problems = []
-    if result.missing_keys:
-        problems.append(f"{len(result.missing_keys)} missing (e.g. {', '.join(result.missing_keys[:3])})")
-    if result.unexpected_keys:
-        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {', '.join(result.unexpected_keys[:3])})")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    reshaped = [k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
+    problems = [
+        f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+        for keys, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+        if keys
+    ]
     if problems:
         raise RgbirError(
             "weights do not match the model config: " + "; ".join(problems)
             + " — check the config, scale, nc and IR channels"
         )
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
 
 
 def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping) -> tuple[Detector, dict]:
@@ -197,7 +200,7 @@ def load(
     else:
         ckpt = read_pickled(path)
         root = _pick_root(ckpt)
-        if isinstance(root, StandIn):
+        if isinstance(root, StandIn) and isinstance(getattr(root, "model", None), nn.Module):
             model, info = _from_ultralytics(root, path, ckpt)
         elif isinstance(root, Mapping) and all(isinstance(v, torch.Tensor) for v in root.values()):
             if cfg is None:
