@@ -77,7 +77,9 @@ def save_upstream_checkpoint(model, path: Path, *, extra_modules: dict | None = 
     with fake_ultralytics() as fake_class:
         for m in seq.modules():
             key = type(m).__name__
-            if key in UPSTREAM:
+            if isinstance(m, nn.LayerNorm):  # rgbir's float32-island LayerNorm is a plain LayerNorm upstream
+                m.__class__ = nn.LayerNorm
+            elif key in UPSTREAM:
                 m.__class__ = fake_class(*UPSTREAM[key], base=type(m))
         for name, mod in (extra_modules or {}).items():
             if isinstance(mod, tuple):

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .precision import softmax_fp32
+
 BN_EPS = 1e-3  # ultralytics sets eps=1e-3, momentum=0.03 on every BatchNorm2d at init
 BN_MOMENTUM = 0.03
 
@@ -149,7 +151,7 @@ class Attention(nn.Module):
             .view(b, self.num_heads, 2 * self.key_dim + self.head_dim, h * w)
             .split([self.key_dim, self.key_dim, self.head_dim], dim=2)
         )
-        attn = ((q.transpose(-2, -1) @ k) * self.scale).softmax(dim=-1)
+        attn = ((q.float().transpose(-2, -1) @ k.float()) * self.scale).softmax(dim=-1).to(v.dtype)
         x = (v @ attn.transpose(-2, -1)).view(b, c, h, w) + self.pe(v.reshape(b, c, h, w))
         return self.proj(x)
 
@@ -218,4 +220,4 @@ class DFL(nn.Module):
 
     def forward(self, x):
         b, _, a = x.shape
-        return self.conv(x.view(b, 4, self.c1, a).transpose(2, 1).softmax(1)).view(b, 4, a)
+        return self.conv(softmax_fp32(x.view(b, 4, self.c1, a).transpose(2, 1), 1)).view(b, 4, a)

@@ -11,15 +11,16 @@ from .blocks import DFL, Conv, DWConv
 
 
 def make_anchors(feats: list[torch.Tensor], strides: torch.Tensor, offset: float = 0.5):
-    """Cell-centre anchor points (A, 2) in grid units and the stride of each (A, 1)."""
+    # strides stay tensors (no .item()): export tracing needs no data-dependent Python values
+    """Cell-centre anchor points (A, 2) in grid units and the stride of each (A, 1), in float32."""
     points, stride_col = [], []
     for feat, stride in zip(feats, strides):
         h, w = feat.shape[2:]
-        sx = torch.arange(w, device=feat.device, dtype=feat.dtype) + offset
-        sy = torch.arange(h, device=feat.device, dtype=feat.dtype) + offset
+        sx = torch.arange(w, device=feat.device, dtype=torch.float32) + offset
+        sy = torch.arange(h, device=feat.device, dtype=torch.float32) + offset
         yy, xx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((xx, yy), -1).view(-1, 2))
-        stride_col.append(torch.full((h * w, 1), float(stride), dtype=feat.dtype, device=feat.device))
+        stride_col.append(stride.float().expand(h * w, 1))
     return torch.cat(points), torch.cat(stride_col)
 
 
@@ -76,10 +77,13 @@ class Detect(nn.Module):
         return self.decode(x)
 
     def decode(self, x: list[torch.Tensor]) -> torch.Tensor:
-        """Raw level maps → (B, 4+nc, A) with xywh boxes in input pixels and sigmoid scores."""
+        """Raw level maps → (B, 4+nc, A) with xywh boxes in input pixels and sigmoid scores.
+
+        Box decoding runs in float32 (pixel coordinates past 1024 lose whole pixels in FP16)."""
         b = x[0].shape[0]
         anchors, strides = make_anchors(x, self.stride)
         flat = torch.cat([xi.view(b, self.no, -1) for xi in x], 2)
         box, cls = flat.split((self.reg_max * 4, self.nc), 1)
-        boxes = dist2bbox(self.dfl(box), anchors.transpose(0, 1).unsqueeze(0), dim=1) * strides.transpose(0, 1)
-        return torch.cat((boxes, cls.sigmoid()), 1)
+        dist = self.dfl(box).float()
+        boxes = dist2bbox(dist, anchors.transpose(0, 1).unsqueeze(0), dim=1) * strides.transpose(0, 1)
+        return torch.cat((boxes, cls.sigmoid().float()), 1)

@@ -16,9 +16,24 @@ probabilities are summed before a single product with v.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+
+@dataclass(frozen=True)
+class OpContract:
+    """The exported node's identity and attribute types: shared by export, the ONNX function and the plugin."""
+
+    domain: str = "rgbir"
+    name: str = "TopKSparseAttention"
+    version: str = "1"
+    # attribute name -> ONNX attribute type; the TensorRT plugin's creator fields carry exactly these
+    attributes: tuple[tuple[str, str], ...] = (("scale", "FLOAT"), ("k_divisors", "INTS"), ("weights", "FLOATS"))
+
+
+TOPK_SPARSE_ATTENTION = OpContract()
 
 
 def topk_counts(n_keys: int, k_divisors: Sequence[int]) -> list[int]:
@@ -38,10 +53,18 @@ def topk_sparse_attention(
     k_divisors: Sequence[int],
     weights: Sequence[float | torch.Tensor],
 ) -> torch.Tensor:
-    """Multi-branch tie-inclusive top-k attention; q (B,h,N,d), k (B,h,N1,d), v (B,h,N1,dv) → (B,h,N,dv)."""
+    """Multi-branch tie-inclusive top-k attention; q (B,h,N,d), k (B,h,N1,d), v (B,h,N1,dv) → (B,h,N,dv).
+
+    Scores, selection and normalisation run in float32 whatever the input dtype (as the plugin does);
+    the result has q's dtype. Under ONNX export this is one ``rgbir::TopKSparseAttention`` node, whose
+    ``weights`` attribute needs plain floats (see ``MSC.prepare_export``).
+    """
     if len(weights) != len(k_divisors):
         raise ValueError(f"{len(k_divisors)} k_divisors but {len(weights)} weights")
-    scores = (q @ k.transpose(-2, -1)) * scale
+    topk_counts(k.shape[-2], k_divisors)  # validates the divisors
+    if torch.onnx.is_in_onnx_export():
+        return _export_node(q, k, v, scale, k_divisors, weights)
+    scores = (q.float() @ k.float().transpose(-2, -1)) * scale
     counts = topk_counts(scores.shape[-1], k_divisors)
     top = scores.topk(max(counts), dim=-1).values  # sorted, largest first
     e = (scores - top[..., :1]).exp()
@@ -49,7 +72,17 @@ def topk_sparse_attention(
     for count, w in zip(counts, weights):
         masked = e * (scores >= top[..., count - 1 : count])
         mixed = mixed + w * masked / masked.sum(-1, keepdim=True)
-    return mixed @ v
+    return (mixed @ v.float()).to(q.dtype)
+
+
+def _export_node(q, k, v, scale, k_divisors, weights):
+    if any(isinstance(w, torch.Tensor) for w in weights):
+        raise TypeError("export needs float branch weights: call prepare_export() on the module first")
+    c = TOPK_SPARSE_ATTENTION
+    attrs = {"scale": float(scale), "k_divisors": [int(d) for d in k_divisors], "weights": [float(w) for w in weights],
+             "plugin_version": c.version, "plugin_namespace": c.domain}
+    return torch.onnx.ops.symbolic(f"{c.domain}::{c.name}", (q, k, v), attrs=attrs, dtype=q.dtype,
+                                   shape=(*q.shape[:-1], v.shape[-1]), version=int(c.version))
 
 
 def topk_sparse_attention_reference(q, k, v, scale, k_divisors, weights):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks import Conv
+from ..precision import FP32LayerNorm
 
 
 class EncoderLayer(nn.Module):
@@ -24,16 +25,16 @@ class EncoderLayer(nn.Module):
         if dim % num_heads:
             raise ValueError(f"CFSAM: width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = FP32LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = FP32LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * (c // self.num_heads) ** -0.5).softmax(-1)
+        attn = ((q.float() @ k.float().transpose(-2, -1)) * (c // self.num_heads) ** -0.5).softmax(-1).to(v.dtype)
         x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
         return x + self.mlp(self.norm2(x))
 

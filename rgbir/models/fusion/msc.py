@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..precision import FP32LayerNorm
 from ..sparse_attention import topk_sparse_attention
 
 
@@ -45,7 +46,12 @@ class MSC(nn.Module):
         self.pools = nn.ModuleList(
             nn.AvgPool2d(kernel_size=k, stride=st, padding=p) for k, st, p in zip(kernel, s, pad)
         )
-        self.layer_norm = nn.LayerNorm(dim)
+        self.layer_norm = FP32LayerNorm(dim)
+        self.export_weights: tuple[float, float] | None = None  # set by prepare_export
+
+    def prepare_export(self) -> None:
+        """Freeze the learnable branch weights α, β to floats: the exported node carries them as attributes."""
+        self.export_weights = (self.attn1.item(), self.attn2.item())
 
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         x, y = xs
@@ -56,6 +62,7 @@ class MSC(nn.Module):
         n1 = y.shape[1]
         k, v = self.kv(y).reshape(b, n1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
         q = self.q(x.flatten(2).transpose(1, 2)).reshape(b, h * w, heads, c // heads).transpose(1, 2)
-        out = topk_sparse_attention(q, k, v, self.scale, (self.k1, self.k2), (self.attn1, self.attn2))
+        weights = self.export_weights or (self.attn1, self.attn2)
+        out = topk_sparse_attention(q, k, v, self.scale, (self.k1, self.k2), weights)
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
         return out.transpose(1, 2).reshape(b, c, h, w)

@@ -31,11 +31,11 @@ class TSSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        w = self.qkv(x).reshape(b, n, self.heads, c // self.heads).transpose(1, 2)  # (B, h, N, d)
+        w = self.qkv(x).float().reshape(b, n, self.heads, c // self.heads).transpose(1, 2)  # (B, h, N, d), fp32
         pi = ((F.normalize(w, dim=-2) ** 2).sum(-1) * self.temp).softmax(dim=1)  # (B, h, N): softmax over heads
         dots = ((pi / (pi.sum(-1, keepdim=True) + 1e-8)).unsqueeze(-2) @ (w**2))  # (B, h, 1, d)
         out = -(w * pi.unsqueeze(-1)) / (1 + dots)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, c))
+        return self.to_out(out.transpose(1, 2).reshape(b, n, c).to(x.dtype))
 
 
 class TSSABlock(PSABlock):

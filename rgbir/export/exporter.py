@@ -1,0 +1,187 @@
+"""``export_onnx``: a detector (weights or config) → a dual-input ONNX file with rgbir metadata.
+
+Stages, each timed: prepare (fuse BN, fold IR, freeze, cast) → torch export → attention op body → NMS →
+simplify → metadata → full onnx.checker + ONNX Runtime load → save.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+
+from .. import __version__
+from ..errors import RgbirError
+from ..metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec
+from ..models import Detector
+from . import nms, topk_function
+from .prepare import ExportWrapper, prepare
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+@dataclass
+class ExportOptions:
+    """What to export. ``batch=None`` makes the batch dimension dynamic (1..``max_batch``)."""
+
+    imgsz: tuple[int, int] = (640, 640)  # (H, W)
+    batch: int | None = 1
+    max_batch: int = 32
+    precision: str = "fp32"  # "fp32" | "fp16" (strongly typed FP16 graph for TensorRT 11)
+    io_dtype: str | None = None  # dtype of inputs/outputs; default: the precision
+    postprocess: str = "none"  # "none" | "nms"
+    max_det: int = 300
+    iou_threshold: float = 0.7
+    score_threshold: float = 0.25
+    ir_channels: int | None = None  # 1 folds a 3-channel-IR model to 1-channel input; default: the model's
+    opset: int = 18
+    simplify: bool = True
+    inline_attention: bool = False  # inline the TopKSparseAttention body (runtimes without local functions)
+
+    def validate(self) -> None:
+        h, w = self.imgsz
+        if h % 32 or w % 32 or h < 32 or w < 32:
+            raise RgbirError(f"image size {h}x{w} must be positive multiples of 32 (the model's largest stride)")
+        if self.precision not in DTYPES or (self.io_dtype or self.precision) not in DTYPES:
+            raise RgbirError("precision and I/O dtype must be fp32 or fp16")
+        if self.postprocess not in ("none", "nms"):
+            raise RgbirError(f"postprocess must be 'none' or 'nms', got '{self.postprocess}'")
+        if self.batch is not None and self.batch < 1:
+            raise RgbirError("batch must be >= 1 (or dynamic)")
+        if self.ir_channels not in (None, 1, 3):
+            raise RgbirError("IR channels must be 1 or 3")
+        if self.opset < 18:
+            raise RgbirError("opset must be >= 18 (torch's ONNX exporter and our op body need it)")
+        if not (0 < self.iou_threshold <= 1 and 0 <= self.score_threshold < 1 and self.max_det >= 1):
+            raise RgbirError("NMS needs 0 < iou <= 1, 0 <= conf < 1 and max_det >= 1")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata: ModelMetadata
+    seconds: dict[str, float] = field(default_factory=dict)
+    inputs: list[tuple[str, str, list]] = field(default_factory=list)  # (name, dtype, shape)
+    outputs: list[tuple[str, str, list]] = field(default_factory=list)
+    size_bytes: int = 0
+
+
+def export_onnx(
+    model: Detector,
+    path: str | Path,
+    options: ExportOptions | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """Export ``model`` to ``path``; ``log`` receives one line per finished stage."""
+    options = options or ExportOptions()
+    options.validate()
+    path = Path(path)
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, fn):
+        start = time.perf_counter()
+        try:
+            value = fn()
+        except RgbirError:
+            raise
+        except Exception as e:  # the exporters raise many types; name the stage and the cause in one line
+            raise RgbirError(f"{name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from e
+        seconds[name] = time.perf_counter() - start
+        log(f"{name:<12} {seconds[name]:6.2f} s")
+        return value
+
+    net = stage("prepare", lambda: prepare(model, ir_channels=options.ir_channels,
+                                           half=options.precision == "fp16"))
+    proto = stage("torch export", lambda: _torch_export(net, options))
+    attention = stage("attention", lambda: topk_function.attach(proto, inline=options.inline_attention))
+    post = PostprocessSpec(options.postprocess, options.max_det, options.iou_threshold, options.score_threshold)
+    if options.postprocess == "nms":
+        stage("nms", lambda: nms.append_nms(proto, post))
+    if options.simplify:
+        proto = stage("simplify", lambda: _simplify(proto))
+    metadata = _metadata(model, net, options, post, attention)
+    onnx.helper.set_model_props(proto, {METADATA_KEY: metadata.to_json()})
+    stage("check", lambda: _check(proto))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage("save", lambda: onnx.save(proto, str(path)))
+    return ExportResult(path, metadata, seconds, _signature(proto.graph.input), _signature(proto.graph.output),
+                        path.stat().st_size)
+
+
+def _torch_export(net: Detector, options: ExportOptions) -> onnx.ModelProto:
+    h, w = options.imgsz
+    io_dtype = DTYPES[options.io_dtype or options.precision]
+    batch = options.batch or 2
+    wrapper = ExportWrapper(net, io_dtype).eval()
+    args = [torch.zeros(batch, 3, h, w, dtype=io_dtype)]
+    names = ["rgb"]
+    if net.multimodal:
+        args.append(torch.zeros(batch, net.ir_channels, h, w, dtype=io_dtype))
+        names.append("ir")
+    dynamic = None
+    if options.batch is None:
+        dim = torch.export.Dim("batch", min=1, max=options.max_batch)
+        dynamic = {name: {0: dim} for name in names}
+    program = torch.onnx.export(
+        wrapper, tuple(args), input_names=names, output_names=["predictions"], opset_version=options.opset,
+        dynamo=True, dynamic_shapes=dynamic, optimize=True, verbose=False,
+    )
+    return program.model_proto
+
+
+def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    functions = [copy.deepcopy(f) for f in proto.functions]
+    slim = onnxslim.slim(proto)
+    del slim.functions[:]  # our function bodies are already minimal; the simplifier retypes their constants
+    slim.functions.extend(functions)
+    return slim
+
+
+def _check(proto: onnx.ModelProto) -> None:
+    onnx.checker.check_model(proto, full_check=True)
+    import onnxruntime as ort
+
+    ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _metadata(model: Detector, net: Detector, options: ExportOptions, post: PostprocessSpec,
+              attention_nodes: int) -> ModelMetadata:
+    info = getattr(model, "checkpoint", None)
+    order = info.channel_order if info else {"rgb": "RGB", "ir": "RGB"}
+    inputs = [InputSpec("rgb", 3, order.get("rgb", "RGB"))]
+    if net.multimodal:
+        inputs.append(InputSpec("ir", net.ir_channels, "GRAY" if net.ir_channels == 1 else order.get("ir", "RGB")))
+    source = {"format": "config", "config": model.yaml.get("yaml_file"), "scale": model.yaml.get("scale")}
+    if info:
+        source = {"format": info.format, "file": Path(info.path).name, "sha256": info.sha256,
+                  "upstream_version": info.upstream_version}
+    return ModelMetadata(
+        rgbir_version=__version__,
+        names=dict(model.names),
+        imgsz=tuple(options.imgsz),
+        batch=options.batch,
+        inputs=inputs,
+        strides=[float(s) for s in model.stride],
+        precision=options.precision,
+        io_dtype=options.io_dtype or options.precision,
+        postprocess=post,
+        ir_folded=net.multimodal and model.ir_channels == 3 and net.ir_channels == 1,
+        attention_op=("inlined" if options.inline_attention else "function") if attention_nodes else "none",
+        source=source,
+    )
+
+
+def _signature(values) -> list[tuple[str, str, list]]:
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        dims = [d.dim_value or d.dim_param or "?" for d in t.shape.dim]
+        out.append((v.name, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, dims))
+    return out

@@ -1,0 +1,86 @@
+"""What an exported model needs the runtime to know, stored as JSON in ONNX ``metadata_props['rgbir']``.
+
+Torch-free: the runtime reads it to preprocess (sizes, channel order, normalisation, IR channels) and to
+decode (strides, class names, postprocess settings) without asking the user.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METADATA_KEY = "rgbir"
+
+
+@dataclass
+class InputSpec:
+    name: str  # "rgb" | "ir"
+    channels: int
+    channel_order: str  # "RGB" | "BGR" (| "GRAY" for 1-channel IR)
+
+
+@dataclass
+class PostprocessSpec:
+    kind: str = "none"  # "none": predictions (B, 4+nc, A) xywh | "nms": num_dets, boxes (xyxy), scores, classes
+    max_det: int = 300
+    iou_threshold: float = 0.7
+    score_threshold: float = 0.25
+
+
+@dataclass
+class ModelMetadata:
+    rgbir_version: str
+    names: dict[int, str]
+    imgsz: tuple[int, int]  # network input (H, W)
+    batch: int | None  # None: dynamic
+    inputs: list[InputSpec]
+    strides: list[float]
+    precision: str = "fp32"  # weights/activations: "fp32" | "fp16"
+    io_dtype: str = "fp32"
+    normalization: dict[str, Any] = field(default_factory=lambda: {"scale": 1 / 255, "mean": 0.0, "std": 1.0})
+    letterbox: dict[str, Any] = field(default_factory=lambda: {"pad_value": 114, "center": True})
+    postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
+    ir_folded: bool = False  # 1-channel IR input made by summing a 3-channel first conv
+    attention_op: str = "none"  # "function" | "inlined" | "none"
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    @property
+    def modality_order(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["nc"] = self.nc
+        d["modality_order"] = self.modality_order
+        d["names"] = {str(k): v for k, v in self.names.items()}
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelMetadata":
+        d = json.loads(text)
+        d.pop("nc", None)
+        d.pop("modality_order", None)
+        d["names"] = {int(k): v for k, v in d["names"].items()}
+        d["imgsz"] = tuple(d["imgsz"])
+        d["inputs"] = [InputSpec(**i) for i in d["inputs"]]
+        d["postprocess"] = PostprocessSpec(**d["postprocess"])
+        return cls(**d)
+
+
+def read_onnx_metadata(path: str | Path) -> ModelMetadata:
+    """rgbir metadata of an ONNX file (the graph is not needed, so external data is not loaded)."""
+    import onnx
+
+    from .errors import RgbirError
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export'")
+    return ModelMetadata.from_json(props[METADATA_KEY])
