@@ -55,3 +55,27 @@ def test_cli_and_package_import_without_torch():
             "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_export_then_check_then_parity_from_the_command_line(tmp_path, capsys):
+    from lively import lively
+    from rgbir.models import save
+
+    weights = save(lively(build_model("yolo11n-mm-mid-msc", names=["person", "car"])), tmp_path / "msc.safetensors")
+    onnx_path = tmp_path / "msc.onnx"
+    assert main(["export", str(weights), "-o", str(onnx_path), "--imgsz", "128,160", "--postprocess", "nms"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("prepare", "torch export", "attention", "nms", "simplify", "check", "save"):
+        assert stage in out
+    assert "num_dets" in out and "int32" in out and "[1, 300, 4]" in out and "MB" in out
+    assert main(["check", str(onnx_path)]) == 0
+    assert "maps to the rgbir plugin" in capsys.readouterr().out
+    assert main(["parity", str(weights), str(onnx_path), "--samples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "matched" in out
+
+
+def test_export_errors_are_one_line(tmp_path):
+    result = run_cli("export", "yolo11n", "-o", str(tmp_path / "x.onnx"), "--batch", "many")
+    assert result.returncode == 2 and "--batch must be a number or 'dynamic'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.onnx").exists()

@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import info
+from . import check, export, info, parity
 
-COMMANDS = (info,)
+COMMANDS = (info, export, check, parity)
 
 
 def build_parser() -> argparse.ArgumentParser:

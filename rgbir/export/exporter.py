@@ -138,10 +138,28 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     import onnxslim
 
     functions = [copy.deepcopy(f) for f in proto.functions]
+    _typed_constants(proto.graph)
     slim = onnxslim.slim(proto)
     del slim.functions[:]  # our function bodies are already minimal; the simplifier retypes their constants
     slim.functions.extend(functions)
     return slim
+
+
+def _typed_constants(graph: onnx.GraphProto) -> None:
+    """Rewrite Constant(value_float[s]/value_int[s]) as typed tensors; the simplifier reads them as float64."""
+    kinds = {"value_float": onnx.TensorProto.FLOAT, "value_floats": onnx.TensorProto.FLOAT,
+             "value_int": onnx.TensorProto.INT64, "value_ints": onnx.TensorProto.INT64}
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or len(node.attribute) != 1:
+            continue
+        attr = node.attribute[0]
+        if attr.name not in kinds or attr.ref_attr_name:
+            continue
+        value = onnx.helper.get_attribute_value(attr)
+        dims = [] if attr.name in ("value_float", "value_int") else [len(value)]
+        tensor = onnx.helper.make_tensor("value", kinds[attr.name], dims, [value] if not dims else value)
+        del node.attribute[:]
+        node.attribute.append(onnx.helper.make_attribute("value", tensor))
 
 
 def _check(proto: onnx.ModelProto) -> None:

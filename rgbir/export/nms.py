@@ -1,5 +1,8 @@
 """Decode + class-aware NMS appended to an exported graph: (B, 4+nc, A) → num_dets, boxes, scores, classes.
 
+Same semantics as ``rgbir.runtime.postprocess`` (and upstream): each anchor keeps its best class, boxes are
+suppressed only by boxes of the same class, the ``max_det`` highest scores are kept.
+
 Built on ONNX NonMaxSuppression, which ONNX Runtime runs and TensorRT's parser maps to its INMSLayer, so
 both give the same four outputs. Every K is a constant (TensorRT wants static TopK K): the candidate list is
 padded with ``max_det`` empty slots before one TopK.
@@ -13,6 +16,7 @@ from onnxscript import FLOAT, INT32, opset18 as op, script
 from onnxscript.values import Opset
 
 from ..metadata import PostprocessSpec
+from ..runtime.postprocess import MAX_WH
 
 nms_opset = Opset("rgbir.nms", 1)
 NMS_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
@@ -28,15 +32,21 @@ def DetectionNMS(predictions, max_det: int, iou_threshold: float, score_threshol
     half = op.Mul(op.Slice(xywh, op.Constant(value_ints=[2]), op.Constant(value_ints=[4]),
                            op.Constant(value_ints=[2])), op.Constant(value_float=0.5))
     xyxy = op.Concat(op.Sub(centre, half), op.Add(centre, half), axis=2)  # (B, A, 4)
+    # as upstream, each anchor keeps only its best class; offsetting boxes by class keeps NMS class-aware
+    best = op.ReduceMax(scores, op.Constant(value_ints=[1]), keepdims=1)  # (B, 1, A)
+    best_class = op.ArgMax(scores, axis=1, keepdims=0)  # (B, A)
+    offset = op.Mul(op.Unsqueeze(op.Cast(best_class, to=FLOAT.dtype), op.Constant(value_ints=[2])),
+                    op.Constant(value_float=MAX_WH))
     k = op.Reshape(op.Constant(value_int=max_det), op.Constant(value_ints=[1]))
-    selected = op.NonMaxSuppression(xyxy, scores, k, op.Constant(value_float=iou_threshold),
-                                    op.Constant(value_float=score_threshold))  # (M, 3): batch, class, box
+    selected = op.NonMaxSuppression(op.Add(xyxy, offset), best, k, op.Constant(value_float=iou_threshold),
+                                    op.Constant(value_float=score_threshold))  # (M, 3): batch, 0, anchor
     batch_of = op.Gather(selected, op.Constant(value_int=0), axis=1)
-    class_of = op.Gather(selected, op.Constant(value_int=1), axis=1)
     box_of = op.Gather(selected, op.Constant(value_int=2), axis=1)
-    picked_scores = op.GatherND(scores, selected)  # (M,)
-    picked_boxes = op.GatherND(xyxy, op.Concat(op.Unsqueeze(batch_of, op.Constant(value_ints=[1])),
-                                               op.Unsqueeze(box_of, op.Constant(value_ints=[1])), axis=1))  # (M, 4)
+    batch_box = op.Concat(op.Unsqueeze(batch_of, op.Constant(value_ints=[1])),
+                          op.Unsqueeze(box_of, op.Constant(value_ints=[1])), axis=1)  # (M, 2)
+    picked_scores = op.GatherND(best, selected)  # (M,)
+    picked_boxes = op.GatherND(xyxy, batch_box)  # (M, 4)
+    class_of = op.GatherND(best_class, batch_box)  # (M,)
     batch_ids = op.Range(op.Constant(value_int=0), op.Squeeze(op.Shape(p, start=0, end=1)), op.Constant(value_int=1))
     mine = op.Equal(op.Unsqueeze(batch_ids, op.Constant(value_ints=[1])),
                     op.Unsqueeze(batch_of, op.Constant(value_ints=[0])))  # (B, M)

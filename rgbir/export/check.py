@@ -1,0 +1,208 @@
+"""Static check of an ONNX file against what TensorRT 10/11's ONNX parser rejects or handles badly.
+
+No TensorRT needed: shapes come from ONNX shape inference and small shape-only subgraphs (TopK's K) are
+evaluated with ``onnx.reference``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+from ..errors import RgbirError
+from ..metadata import METADATA_KEY, ModelMetadata
+from ..models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+
+TOPK_MAX_K = 3840
+INT32_MAX = 2**31 - 1
+
+# Ops the TensorRT 10 ONNX parser implements (onnx-tensorrt operators.md), default domain.
+TENSORRT_OPS = frozenset("""
+Abs Acos Acosh Add AffineGrid And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Bernoulli
+BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow Cast CastLike Ceil Celu Clip Compress Concat
+ConcatFromSequence Constant ConstantOfShape Conv ConvInteger ConvTranspose Cos Cosh CumSum DFT DeformConv DepthToSpace
+DequantizeLinear Det Div Dropout DynamicQuantizeLinear Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU
+Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+GridSample GroupNormalization HammingWindow HannWindow HardSigmoid HardSwish Hardmax Identity If ImageScaler
+InstanceNormalization IsInf IsNaN LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LpNormalization
+LpPool MatMul MatMulInteger Max MaxPool MaxRoiPool MaxUnpool Mean MeanVarianceNormalization MelWeightMatrix Min Mish Mod
+Mul Multinomial Neg NonMaxSuppression NonZero Not OneHot Or PRelu Pad ParametricSoftplus Pow QLinearConv QLinearMatMul
+QuantizeLinear RNN RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2
+ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
+ReverseSequence RoiAlign Round STFT ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign
+Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
+Transpose Trilu Unique Unsqueeze Upsample Where Xor
+""".split())
+
+
+@dataclass
+class Finding:
+    severity: str  # "error" | "warning" | "info"
+    node: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+
+class _Graph:
+    """Inferred shapes, constants and producers of a graph, to answer 'what is this value?'."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        graph = model.graph
+        self.shapes = {}
+        for v in [*graph.input, *graph.value_info, *graph.output]:
+            t = v.type.tensor_type
+            self.shapes[v.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None
+                                                  for d in t.shape.dim])
+        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.opsets = {o.domain: o.version for o in model.opset_import}
+
+    def value(self, name: str, depth: int = 0):
+        """The value of a tensor computable from constants and static shapes, else None."""
+        if name in self.constants:
+            return self.constants[name]
+        node = self.producer.get(name)
+        if node is None or depth > 32:
+            return None
+        if node.op_type == "Shape":
+            shape = self.shapes.get(node.input[0], (None, None))[1]
+            if shape is None:
+                return None
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = shape[attrs.get("start", 0): attrs.get("end", len(shape))]
+            if any(d is None for d in shape):
+                return None
+            result = np.array(shape, dtype=np.int64)
+        else:
+            inputs = [self.value(i, depth + 1) if i else None for i in node.input]
+            if any(v is None for i, v in zip(node.input, inputs) if i):
+                return None
+            feeds = {i: v for i, v in zip(node.input, inputs) if i}
+            graph_inputs = [onnx.helper.make_tensor_value_info(
+                i, onnx.helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), None) for i, v in feeds.items()]
+            graph_outputs = [onnx.helper.make_tensor_value_info(o, 0, None) for o in node.output]
+            single = onnx.helper.make_model(onnx.helper.make_graph([node], "value", graph_inputs, graph_outputs),
+                                            opset_imports=[onnx.helper.make_opsetid("", self.opsets.get("", 18))])
+            try:
+                outputs = ReferenceEvaluator(single).run(None, {k: np.asarray(v) for k, v in feeds.items()})
+            except Exception:  # an op the reference evaluator cannot fold here: the value stays unknown
+                return None
+            result = outputs[list(node.output).index(name)]
+        self.constants[name] = result
+        return result
+
+
+def check_onnx(path: str | Path) -> CheckReport:
+    path = Path(path)
+    if not path.is_file():
+        raise RgbirError(f"no such ONNX file: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf decode errors
+        raise RgbirError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0]}") from e
+    report = CheckReport(str(path))
+    add = report.findings.append
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    g = _Graph(model)
+    functions = {(f.domain, f.name) for f in model.functions}
+    meta = _metadata(model)
+
+    for node in model.graph.node:
+        name = node.name or f"{node.op_type}:{node.output[0]}"
+        if node.domain == OP.domain and node.op_type == OP.name:
+            _check_attention(node, name, g, add)
+        elif node.domain not in ("", "ai.onnx"):
+            has_body = (node.domain, node.op_type) in functions
+            add(Finding("warning" if has_body else "error", name,
+                        f"custom op {node.domain}::{node.op_type} needs a TensorRT plugin"
+                        + (" (else TensorRT inlines its local function)" if has_body else "")))
+        elif node.op_type not in TENSORRT_OPS:
+            add(Finding("error", name, f"{node.op_type} is not supported by TensorRT's ONNX parser"))
+        elif node.op_type == "TopK":
+            k = g.value(node.input[1])
+            if k is None:
+                add(Finding("warning", name, "TopK with a K TensorRT cannot see at build time"))
+            elif int(np.max(k)) > TOPK_MAX_K:
+                add(Finding("error", name, f"TopK K={int(np.max(k))} exceeds TensorRT's limit of {TOPK_MAX_K}: "
+                            "export without --inline-attention and load the rgbir plugin"))
+        elif node.op_type in ("Conv", "ConvTranspose") and g.value(node.input[1]) is None:
+            if not _is_quantized_weight(node.input[1], g):
+                add(Finding("error", name, f"{node.op_type} weights are computed at run time; TensorRT needs "
+                            "constant weights for float convolutions (use shifted multiply-adds)"))
+    for t in model.graph.initializer:
+        if t.data_type == onnx.TensorProto.INT64:
+            values = numpy_helper.to_array(t)
+            if values.size and np.abs(values).max() > INT32_MAX and not _only_slice_bound(t.name, model):
+                add(Finding("warning", t.name, "INT64 constant outside the INT32 range: TensorRT clamps it"))
+    for v in [*model.graph.input, *model.graph.output]:
+        elem, dims = g.shapes.get(v.name, (None, []))
+        if elem == onnx.TensorProto.INT64:
+            add(Finding("warning", v.name, "INT64 graph I/O: TensorRT 10 casts to INT32; prefer INT32"))
+        dynamic = [i for i, d in enumerate(dims or []) if d is None]
+        if dynamic and v in model.graph.input:
+            bounded = meta is not None and meta.batch is None and dynamic == [0]
+            add(Finding("info" if bounded else "warning", v.name,
+                        f"dynamic dims {dynamic}: build with an optimisation profile (min/opt/max)"
+                        + ("; rgbir metadata bounds the batch" if bounded else "")))
+    if meta is not None and meta.precision == "fp16":
+        add(Finding("info", "model", "FP16 graph: strongly typed on TensorRT 11; on TensorRT 10 build with --fp16 "
+                                    "or --strongly-typed"))
+    return report
+
+
+def _check_attention(node, name, g: _Graph, add) -> None:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    divisors = list(attrs.get("k_divisors", []))
+    if not divisors or any(d < 1 for d in divisors) or len(divisors) != len(attrs.get("weights", [])):
+        add(Finding("error", name, f"invalid attributes k_divisors={divisors} weights={list(attrs.get('weights', []))}"))
+        return
+    shape = g.shapes.get(node.input[1], (None, None))[1]
+    n_keys = shape[2] if shape and len(shape) == 4 else None
+    if n_keys is None:
+        add(Finding("warning", name, "TopKSparseAttention with an unknown key count"))
+        return
+    k = max(n_keys // min(divisors), 1)
+    plugin = "maps to the rgbir plugin when it is loaded"
+    if k > TOPK_MAX_K:
+        add(Finding("warning", name, f"{plugin}; without it the function body's TopK (K={k}) exceeds "
+                    f"TensorRT's limit of {TOPK_MAX_K} and the build fails"))
+    else:
+        add(Finding("info", name, f"{plugin}; else its function body runs (TopK K={k}, N1={n_keys})"))
+
+
+def _is_quantized_weight(name: str, g: _Graph) -> bool:
+    node = g.producer.get(name)
+    return node is not None and node.op_type == "DequantizeLinear" and g.value(node.input[0]) is not None
+
+
+def _only_slice_bound(name: str, model: onnx.ModelProto) -> bool:
+    users = [n for n in model.graph.node if name in n.input]
+    return bool(users) and all(n.op_type == "Slice" for n in users)
+
+
+def _metadata(model: onnx.ModelProto) -> ModelMetadata | None:
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None

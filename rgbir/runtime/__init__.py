@@ -1,0 +1,1 @@
+"""Torch-free inference runtime: preprocessing, backends, postprocessing (Jetson deploys without torch)."""

@@ -1,0 +1,44 @@
+"""PyTorch backend: the eager reference model (CPU or CUDA)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+class TorchBackend(Backend):
+    name = "pytorch"
+
+    def __init__(self, model, device: str = "cpu", half: bool = False):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.dtype = torch.float16 if half else torch.float32
+        if half:
+            self.model.half()
+
+    @classmethod
+    def from_file(cls, path: str, **kwargs) -> "TorchBackend":
+        from ...models import build_model, load
+
+        weights = str(path).endswith((".pt", ".pth", ".safetensors"))
+        return cls(load(path) if weights else build_model(path), **kwargs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["rgb", "ir"] if self.model.multimodal else ["rgb"]
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["predictions"]
+
+    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        feeds = self.feeds(rgb, ir)
+        tensors = [self.torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, self.dtype)
+                   for n in self.input_names]
+        with self.torch.inference_mode():
+            out = self.model(*tensors)
+        return {"predictions": out.float().cpu().numpy()}

@@ -1,0 +1,78 @@
+"""Frame → network input exactly as training did: letterbox (upstream rounding and pad value 114), channel
+order per modality, /255 normalisation, 1- or 3-channel IR. numpy + OpenCV only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..metadata import InputSpec, ModelMetadata
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How a frame was mapped into the network input: scale, then padding offsets (network pixels)."""
+
+    scale: float
+    pad_left: int
+    pad_top: int
+    source_shape: tuple[int, int]  # (H, W) of the original frame
+
+    def to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """xyxy boxes in network-input pixels → original-frame pixels (clipped to the frame)."""
+        out = boxes.astype(np.float32).copy()
+        out[..., [0, 2]] = (out[..., [0, 2]] - self.pad_left) / self.scale
+        out[..., [1, 3]] = (out[..., [1, 3]] - self.pad_top) / self.scale
+        h, w = self.source_shape
+        out[..., [0, 2]] = out[..., [0, 2]].clip(0, w)
+        out[..., [1, 3]] = out[..., [1, 3]].clip(0, h)
+        return out
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
+              scaleup: bool = True) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize keeping aspect ratio and pad to ``size`` (H, W), centred, with ultralytics' rounding."""
+    h, w = image.shape[:2]
+    new_h, new_w = size
+    r = min(new_h / h, new_w / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    unpad_w, unpad_h = int(round(w * r)), int(round(h * r))
+    dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
+    if (w, h) != (unpad_w, unpad_h):
+        image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    value = (pad_value,) * (image.shape[2] if image.ndim == 3 else 1)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=value)
+    return image, LetterboxInfo(r, left, top, (h, w))
+
+
+def to_input(image: np.ndarray, spec: InputSpec, dtype=np.float32, scale: float = 1 / 255) -> np.ndarray:
+    """A letterboxed OpenCV frame (BGR colour or grey) → (1, C, H, W) in the order the model expects."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if spec.channels == 1:
+        image = image if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
+    else:
+        if image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)  # GRAY2BGR, as YOLOMM expands grey IR
+        if spec.channel_order == "RGB":
+            image = image[..., ::-1]
+    return (image.transpose(2, 0, 1)[None].astype(np.float32) * scale).astype(dtype)
+
+
+def preprocess_pair(rgb: np.ndarray, ir: np.ndarray | None, meta: ModelMetadata, dtype=np.float32):
+    """Both frames of a pair → network inputs plus the letterbox of each (boxes map back per modality)."""
+    specs = {s.name: s for s in meta.inputs}
+    pad, scale = meta.letterbox.get("pad_value", 114), meta.normalization.get("scale", 1 / 255)
+    rgb_boxed, rgb_info = letterbox(rgb, meta.imgsz, pad)
+    out = [to_input(rgb_boxed, specs["rgb"], dtype, scale)]
+    infos = [rgb_info]
+    if "ir" in specs and ir is not None:
+        ir_boxed, ir_info = letterbox(ir, meta.imgsz, pad)
+        out.append(to_input(ir_boxed, specs["ir"], dtype, scale))
+        infos.append(ir_info)
+    return out, infos

@@ -1,0 +1,91 @@
+"""TopKSparseAttention as ONNX: local-function body, inlined body, numpy reference and torch agree."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from rgbir.export import topk_function
+from rgbir.models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from rgbir.models.sparse_attention import topk_sparse_attention
+
+
+def single_node_model(shape_q, shape_k, shape_v, scale, divisors, weights, dtype=TensorProto.FLOAT, inline=False):
+    node = helper.make_node(OP.name, ["q", "k", "v"], ["out"], domain=OP.domain, scale=scale, k_divisors=divisors,
+                            weights=weights, plugin_version=OP.version, plugin_namespace=OP.domain)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, dtype, s) for n, s in
+                                            (("q", shape_q), ("k", shape_k), ("v", shape_v))],
+                              [helper.make_tensor_value_info("out", dtype, [*shape_q[:-1], shape_v[-1]])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    topk_function.attach(model, inline=inline)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def run_all(q, k, v, scale, divisors, weights):
+    shapes = (q.shape, k.shape, v.shape)
+    feeds = {"q": q, "k": k, "v": v}
+    fn = single_node_model(*shapes, scale, divisors, weights)
+    inlined = single_node_model(*shapes, scale, divisors, weights, inline=True)
+    return {
+        "ort function": ort.InferenceSession(fn.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0],
+        "ort inlined": ort.InferenceSession(inlined.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0],
+        "onnx.reference": ReferenceEvaluator(fn).run(None, feeds)[0],
+        "torch": topk_sparse_attention(*(torch.from_numpy(a) for a in (q, k, v)), scale, divisors, weights).numpy(),
+    }
+
+
+@pytest.mark.parametrize("n,n1,divisors,weights", [
+    (16, 16, [2, 3], [0.5, 0.5]),
+    (10, 23, [2, 3], [0.3, 1.1]),  # N1 not divisible by either divisor
+    (7, 5, [4, 7, 1], [0.2, 0.3, 0.5]),  # k = max(N1 // d, 1) hits the floor of 1
+    (3, 1, [2], [1.0]),
+])
+def test_all_forms_agree_with_numpy_reference(n, n1, divisors, weights):
+    rng = np.random.default_rng(n * 100 + n1)
+    q, k = rng.standard_normal((2, 3, n, 8), dtype=np.float32), rng.standard_normal((2, 3, n1, 8), dtype=np.float32)
+    v = rng.standard_normal((2, 3, n1, 5), dtype=np.float32)
+    expected = topk_function.reference(q, k, v, 0.35, divisors, weights)
+    for name, out in run_all(q, k, v, 0.35, divisors, weights).items():
+        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+
+
+def test_rows_with_ties_keep_every_tied_entry():
+    # small integer q and k: every dot product is exact in any summation order, and repeated keys make
+    # many rows tie at their k-th largest score
+    rng = np.random.default_rng(1)
+    base = rng.integers(-2, 3, (1, 2, 4, 6)).astype(np.float32)
+    k = np.concatenate([base, base, base[:, :, :2]], axis=2)  # N1 = 10 with duplicated keys
+    q = rng.integers(-2, 3, (1, 2, 9, 6)).astype(np.float32)
+    v = rng.standard_normal((1, 2, 10, 3), dtype=np.float32)
+    expected = topk_function.reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    outs = run_all(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    for name, out in outs.items():
+        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+    # and this differs from keeping exactly k entries (ties broken by index), so ties were exercised
+    from rgbir.models.sparse_attention import topk_sparse_attention_reference
+    exact_k = topk_sparse_attention_reference(*(torch.from_numpy(a) for a in (q, k, v)), 0.5, [2, 3], [0.6, 0.4])
+    assert np.abs(exact_k.numpy() - expected).max() > 1e-3
+
+
+def test_fp16_inputs_compute_in_fp32_and_return_fp16():
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((1, 2, 12, 8)).astype(np.float16) for _ in range(3))
+    model = single_node_model(q.shape, k.shape, v.shape, 0.35, [2, 3], [0.5, 0.5], dtype=TensorProto.FLOAT16)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"q": q, "k": k, "v": v})[0]
+    assert out.dtype == np.float16
+    expected = topk_function.reference(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32),
+                                       0.35, [2, 3], [0.5, 0.5])
+    np.testing.assert_allclose(out.astype(np.float32), expected, atol=5e-3, rtol=1e-2)
+
+
+def test_function_signature_is_the_plugin_contract():
+    fn = topk_function.function_proto()
+    assert (fn.domain, fn.name) == (OP.domain, OP.name)
+    assert list(fn.input) == ["q", "k", "v"] and len(fn.output) == 1
+    declared = set(fn.attribute) | {a.name for a in fn.attribute_proto}
+    assert {name for name, _ in OP.attributes} | {"plugin_version", "plugin_namespace"} <= declared
