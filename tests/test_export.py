@@ -155,8 +155,8 @@ def test_fp16_graph_is_strongly_typed_with_float32_islands(msc, tmp_path):
     rgb, ir = inputs(model)
     out = ort_run(result.path, rgb.astype(np.float16), ir.astype(np.float16))[0].astype(np.float32)
     ref = torch_out(model, rgb, ir)
-    assert np.abs(out[:, :4] - ref[:, :4]).max() <= 2e-3 * np.abs(ref[:, :4]).max()
-    assert np.abs(out[:, 4:] - ref[:, 4:]).max() <= 1e-3
+    assert np.abs(out[:, :4] - ref[:, :4]).max() <= 3e-3 * np.abs(ref[:, :4]).max()
+    assert np.abs(out[:, 4:] - ref[:, 4:]).max() <= 2e-3
 
 
 def test_parity_api_reports_per_output_errors(msc):
