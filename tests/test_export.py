@@ -57,6 +57,7 @@ def test_msc_exports_one_custom_node_per_attention_with_the_contract(msc):
     onnx.checker.check_model(proto, full_check=True)
     nodes = [n for n in proto.graph.node if n.domain == OP.domain]
     assert [n.op_type for n in nodes] == [OP.name, OP.name]  # MSC at P4 and P5
+    assert [n.name for n in nodes] == [f"model.22/{OP.name}", f"model.23/{OP.name}"]
     attrs = {a.name: a for a in nodes[0].attribute}
     kinds = {name: getattr(onnx.AttributeProto, kind) for name, kind in OP.attributes}
     assert {name: attrs[name].type for name in kinds} == kinds

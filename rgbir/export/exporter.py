@@ -6,6 +6,7 @@ simplify → metadata → full onnx.checker + ONNX Runtime load → save.
 
 from __future__ import annotations
 
+import ast
 import copy
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .. import __version__
 from ..errors import RgbirError
 from ..metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec
 from ..models import Detector
+from ..models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
 from . import nms, topk_function
 from .prepare import ExportWrapper, prepare
 
@@ -98,6 +100,7 @@ def export_onnx(
     net = stage("prepare", lambda: prepare(model, ir_channels=options.ir_channels,
                                            half=options.precision == "fp16"))
     proto = stage("torch export", lambda: _torch_export(net, options))
+    _name_attention_nodes(proto)
     attention = stage("attention", lambda: topk_function.attach(proto, inline=options.inline_attention))
     post = PostprocessSpec(options.postprocess, options.max_det, options.iou_threshold, options.score_threshold)
     if options.postprocess == "nms":
@@ -132,6 +135,17 @@ def _torch_export(net: Detector, options: ExportOptions) -> onnx.ModelProto:
         dynamo=True, dynamic_shapes=dynamic, optimize=True, verbose=False,
     )
     return program.model_proto
+
+
+def _name_attention_nodes(proto: onnx.ModelProto) -> None:
+    """Name each sparse-attention node after its layer ('model.22/TopKSparseAttention'), for logs and checks."""
+    for node in proto.graph.node:
+        if node.domain != OP.domain or node.op_type != OP.name:
+            continue
+        props = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))
+        if len(scopes) >= 2:  # [..., 'model.model.22', '_symbolic']: the wrapper adds one 'model.'
+            node.name = f"{scopes[-2].removeprefix('model.')}/{OP.name}"
 
 
 def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
