@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import check, export, info, parity
+from . import calibrate, check, export, info, parity, run
 
-COMMANDS = (info, export, check, parity)
+COMMANDS = (info, export, check, parity, run, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,10 @@ class ExportOptions:
     simplify: bool = True
     inline_attention: bool = False  # inline the TopKSparseAttention body (runtimes without local functions)
 
+    @property
+    def postprocess_spec(self) -> PostprocessSpec:
+        return PostprocessSpec(self.postprocess, self.max_det, self.iou_threshold, self.score_threshold)
+
     def validate(self) -> None:
         h, w = self.imgsz
         if h % 32 or w % 32 or h < 32 or w < 32:
@@ -102,12 +106,11 @@ def export_onnx(
     proto = stage("torch export", lambda: _torch_export(net, options))
     _name_attention_nodes(proto)
     attention = stage("attention", lambda: topk_function.attach(proto, inline=options.inline_attention))
-    post = PostprocessSpec(options.postprocess, options.max_det, options.iou_threshold, options.score_threshold)
     if options.postprocess == "nms":
-        stage("nms", lambda: nms.append_nms(proto, post))
+        stage("nms", lambda: nms.append_nms(proto, options.postprocess_spec))
     if options.simplify:
         proto = stage("simplify", lambda: _simplify(proto))
-    metadata = _metadata(model, net, options, post, attention)
+    metadata = model_metadata(model, options, net, attention)
     onnx.helper.set_model_props(proto, {METADATA_KEY: metadata.to_json()})
     stage("check", lambda: _check(proto))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +186,10 @@ def _check(proto: onnx.ModelProto) -> None:
     ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def _metadata(model: Detector, net: Detector, options: ExportOptions, post: PostprocessSpec,
-              attention_nodes: int) -> ModelMetadata:
+def model_metadata(model: Detector, options: ExportOptions, net: Detector | None = None,
+                   attention_nodes: int = 0) -> ModelMetadata:
+    """What the runtime needs to know about ``model`` run as ``options`` say (``net``: the exported copy)."""
+    net = net or model
     info = getattr(model, "checkpoint", None)
     order = info.channel_order if info else {"rgb": "RGB", "ir": "RGB"}
     inputs = [InputSpec("rgb", 3, order.get("rgb", "RGB"))]
@@ -203,7 +208,7 @@ def _metadata(model: Detector, net: Detector, options: ExportOptions, post: Post
         strides=[float(s) for s in model.stride],
         precision=options.precision,
         io_dtype=options.io_dtype or options.precision,
-        postprocess=post,
+        postprocess=options.postprocess_spec,
         ir_folded=net.multimodal and model.ir_channels == 3 and net.ir_channels == 1,
         attention_op=("inlined" if options.inline_attention else "function") if attention_nodes else "none",
         source=source,

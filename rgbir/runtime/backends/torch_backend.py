@@ -10,10 +10,13 @@ from .base import Backend
 class TorchBackend(Backend):
     name = "pytorch"
 
-    def __init__(self, model, device: str = "cpu", half: bool = False):
+    def __init__(self, model, device: str = "cpu", half: bool = False, imgsz: tuple[int, int] = (640, 640)):
         import torch
 
+        from ...export.exporter import ExportOptions, model_metadata
+
         self.torch = torch
+        self.metadata = model_metadata(model, ExportOptions(imgsz=tuple(imgsz), batch=None))
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.dtype = torch.float16 if half else torch.float32

@@ -1,0 +1,110 @@
+"""``rgbir run``: two cameras (or files) in, fused detections out — live, to JSON Lines, video, window or MJPEG."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import image_size
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.strip("`"))
+    p.add_argument("--model", help="exported .onnx (ONNX Runtime) or weights/config (PyTorch)")
+    p.add_argument("--rgb", action="append", default=[], metavar="SRC",
+                   help="visible camera: device index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline "
+                        "('... ! appsink'), video file or image folder; repeat for several camera pairs")
+    p.add_argument("--ir", action="append", default=[], metavar="SRC", help="thermal camera, same forms as --rgb")
+    p.add_argument("--config", help="run settings YAML (flags given here override it)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "pytorch"))
+    p.add_argument("--providers", nargs="+", help="ONNX Runtime providers in preference order")
+    p.add_argument("--imgsz", type=image_size, help="network input H or H,W for the PyTorch backend")
+    p.add_argument("--conf", type=float, help="score threshold (default 0.25)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=int)
+    p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+    p.add_argument("--mode", choices=("auto", "files", "live"),
+                   help="files: lockstep, no drops; live: newest frames, stale ones dropped (default: auto)")
+    p.add_argument("--tolerance-ms", type=float, help="live pairing: largest RGB/IR capture-time gap (40)")
+    p.add_argument("--stall-ms", type=float, help="a camera silent this long is reported stalled (500)")
+    p.add_argument("--stall-policy", choices=("wait", "reuse"),
+                   help="when one camera stalls: wait, or pair with its last frame for --reuse-ms (wait)")
+    p.add_argument("--reuse-ms", type=float, help="longest a stalled camera's last frame may stand in (2000)")
+    p.add_argument("--agc", choices=("auto", "minmax", "percentile", "clahe", "none"),
+                   help="thermal gain control for 16-bit/radiometric frames (auto)")
+    p.add_argument("--agc-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"))
+    p.add_argument("--registration", help="IR→RGB calibration file from 'rgbir calibrate'")
+    p.add_argument("--batch", type=int, help="pairs per backend call (several camera pairs)")
+    p.add_argument("--json", help="write JSON Lines here (one line per pair)")
+    p.add_argument("--video", help="write the annotated side-by-side video here (.mp4 or .avi)")
+    p.add_argument("--show", action="store_true", help="show a window (needs opencv-python, not -headless)")
+    p.add_argument("--mjpeg", type=int, metavar="PORT", help="MJPEG preview on http://127.0.0.1:PORT/")
+    p.add_argument("--stats-interval", type=float, help="seconds between status lines (5; 0 = none)")
+    p.add_argument("--stats-json", help="write the final statistics here")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from ..errors import RgbirError
+    from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig, load_config
+    from ..runtime.pairing import PairingConfig
+    from ..runtime.thermal import ThermalAGC
+
+    if len(args.ir) not in (0, len(args.rgb)):
+        raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")
+    streams = [StreamConfig(r, i) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] or None
+    top = {"model": args.model, "streams": streams, "backend": args.backend, "providers": args.providers,
+           "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+           "classes": args.classes, "mode": args.mode, "registration": args.registration, "batch": args.batch,
+           "stats_interval": args.stats_interval, "stats_json": args.stats_json}
+    if args.config:
+        config = load_config(args.config, **{k: v for k, v in top.items() if k != "streams"})
+        if streams:
+            config.streams = streams
+    else:
+        if not args.model:
+            raise RgbirError("give --model (an exported .onnx, or weights) or --config")
+        config = PipelineConfig(**{k: v for k, v in top.items() if v is not None and k != "streams"},
+                                streams=streams or [])
+    pairing = {k: v for k, v in (("tolerance_ms", args.tolerance_ms), ("stall_ms", args.stall_ms),
+                                 ("stall_policy", args.stall_policy), ("reuse_ms", args.reuse_ms)) if v is not None}
+    config.pairing = replace(config.pairing, **pairing) if pairing else config.pairing
+    agc = {k: v for k, v in (("mode", args.agc),) if v is not None}
+    if args.agc_percentiles:
+        agc.update(low=args.agc_percentiles[0], high=args.agc_percentiles[1])
+    try:
+        config.thermal = replace(config.thermal, **agc) if agc else config.thermal
+    except ValueError as e:
+        raise RgbirError(str(e)) from e
+    sinks = {k: v for k, v in (("json", args.json), ("video", args.video), ("mjpeg_port", args.mjpeg)) if v}
+    if args.show:
+        sinks["show"] = True
+    config.sinks = replace(config.sinks, **sinks) if sinks else config.sinks
+    assert isinstance(config.pairing, PairingConfig) and isinstance(config.thermal, ThermalAGC)
+    assert isinstance(config.sinks, SinkConfig)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..runtime.pipeline import Pipeline
+
+    config = config_from_args(args)
+    stats = Pipeline(config).run()
+    s = stats.summary()
+    table = Table(title=f"rgbir run: {s['pairs']} pairs in {s['seconds']:.1f} s ({s['fps']:.1f} FPS)")
+    for column in ("measure", "mean", "p50", "p95", "p99"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    rows = [("end-to-end latency (ms)", s["latency_ms"]), ("RGB/IR skew (ms)", s["skew_ms"])]
+    rows += [(f"{stage} (ms/pair)", v) for stage, v in s["stages_ms"].items()]
+    for name, v in rows:
+        table.add_row(name, *(f"{v.get(k, 0):.2f}" for k in ("mean", "p50", "p95", "p99")))
+    console = Console()
+    console.print(table)
+    console.print(f"detections: {s['detections']}, failed pairs: {s['failed']}", soft_wrap=True)
+    for key, value in s["counters"].items():
+        console.print(f"  {key}: {value}", soft_wrap=True)
+    return 0

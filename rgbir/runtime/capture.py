@@ -1,0 +1,143 @@
+"""Capture threads: read a source, stamp frames, convert thermal frames, hand them on.
+
+File sources feed a bounded queue with blocking puts (lockstep, no drops). Live sources feed a ``LatestSlot``
+that keeps only the newest frame (stale frames are dropped, not queued), and are reopened with exponential
+backoff when they fail.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from .frames import Frame
+from .sources import Source, SourceError
+
+END = None  # end-of-stream marker on file queues
+
+
+class LatestSlot:
+    """Holds the newest frame of a live source; older unread frames are counted as dropped."""
+
+    def __init__(self, changed: threading.Condition):
+        self.changed = changed
+        self.frame: Frame | None = None
+        self.fresh = False
+        self.dropped = 0
+        self.last_arrival = time.monotonic()
+        self.closed = False
+
+    def put(self, frame: Frame) -> None:
+        with self.changed:
+            if self.fresh:
+                self.dropped += 1
+            self.frame, self.fresh, self.last_arrival = frame, True, time.monotonic()
+            self.changed.notify_all()
+
+    def take(self) -> Frame | None:
+        """The newest frame if it has not been taken yet (call with ``changed`` held)."""
+        if not self.fresh:
+            return None
+        self.fresh = False
+        return self.frame
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+
+def valid_image(image) -> bool:
+    return isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.size > 0 and min(image.shape[:2]) > 1
+
+
+class CaptureThread(threading.Thread):
+    """Reads one source until it ends or ``stop`` is set."""
+
+    def __init__(self, source: Source, sink: "queue.Queue | LatestSlot", stop: threading.Event,
+                 log: Callable[[str], None], convert: Callable[[np.ndarray], np.ndarray] | None = None,
+                 max_backoff: float = 8.0):
+        super().__init__(name=f"capture {source.name}", daemon=True)
+        self.source, self.sink, self.stop_event, self.log = source, sink, stop, log
+        self.convert = convert
+        self.max_backoff = max_backoff
+        self.seq = 0
+        self.corrupt = 0
+        self.reconnects = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # a source failing in an unforeseen way must not kill the pipeline silently
+            self.error = f"{self.source.name}: {type(e).__name__}: {e}"
+            self.log(f"capture stopped: {self.error}")
+        finally:
+            self.source.close()
+            self._finish()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            image = self.source.read()
+            if image is None:
+                if not self.source.live:
+                    return
+                self._reconnect()
+                continue
+            now, wall = time.monotonic(), time.time()
+            if not valid_image(image):
+                self.corrupt += 1
+                self.log(f"{self.source.name}: corrupt frame #{self.seq} skipped")
+                if self.source.live:
+                    continue
+                image = None  # file mode: keep lockstep, the pair is recorded as failed
+            elif self.convert is not None:
+                image = self.convert(image)
+            frame = Frame(image, self.seq, now, wall, self.source.name)
+            self.seq += 1
+            self._put(frame)
+
+    def _put(self, frame: Frame) -> None:
+        if isinstance(self.sink, LatestSlot):
+            self.sink.put(frame)
+            return
+        while not self.stop_event.is_set():
+            try:
+                self.sink.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _reconnect(self) -> None:
+        delay = 0.25
+        self.log(f"{self.source.name}: no frame; reconnecting")
+        while not self.stop_event.is_set():
+            self.source.close()
+            try:
+                self.source.open()
+                self.reconnects += 1
+                self.log(f"{self.source.name}: reconnected")
+                return
+            except SourceError as e:
+                self.log(f"{self.source.name}: {e}; retry in {delay:.2f} s")
+            self.stop_event.wait(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    def _finish(self) -> None:
+        if isinstance(self.sink, LatestSlot):
+            self.sink.close()
+            return
+        while True:  # the end marker must arrive even if the queue is full: the pairer waits for it
+            try:
+                self.sink.put(END, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop_event.is_set():
+                    try:
+                        self.sink.get_nowait()  # stopping: make room by discarding an unpaired frame
+                    except queue.Empty:
+                        pass

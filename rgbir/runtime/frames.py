@@ -1,0 +1,38 @@
+"""What flows through the pipeline: frames from one camera, and RGB+IR pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One captured image with its source's sequence number and capture times."""
+
+    image: np.ndarray
+    seq: int
+    t_capture: float  # time.monotonic() at capture: latency and skew are measured on this clock
+    wall_time: float  # time.time() at capture, for the records
+    source: str
+
+
+@dataclass
+class FramePair:
+    """An RGB frame and its IR partner from one camera pair (``stream``), numbered in pairing order."""
+
+    stream: int
+    index: int
+    rgb: Frame
+    ir: Frame | None
+    reused: str | None = None  # "rgb" | "ir": that camera stalled and its last frame stood in
+
+    @property
+    def skew_ms(self) -> float:
+        return 0.0 if self.ir is None else (self.rgb.t_capture - self.ir.t_capture) * 1e3
+
+    @property
+    def t_capture(self) -> float:
+        """The older frame's capture time: end-to-end latency is measured from it."""
+        return self.rgb.t_capture if self.ir is None else min(self.rgb.t_capture, self.ir.t_capture)

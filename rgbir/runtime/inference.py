@@ -1,0 +1,110 @@
+"""One step of the data path for a batch of pairs: register → preprocess → infer → decode/NMS → frame coords."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backends import Backend
+from .frames import FramePair
+from .postprocess import Detections, from_nms_outputs, postprocess
+from .preprocess import preprocess_pair
+from .registration import Registration
+from .results import Detection, PairResult
+
+
+@dataclass
+class DetectSettings:
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    classes: list[int] | None = None
+
+
+class PairDetector:
+    """Runs a backend on frame pairs and returns results with boxes in each camera's pixels."""
+
+    def __init__(self, backend: Backend, settings: DetectSettings, registration: Registration | None = None):
+        if backend.metadata is None:
+            from ..errors import RgbirError
+
+            raise RgbirError("the model has no rgbir metadata: export it with 'rgbir export'")
+        self.backend, self.settings, self.registration = backend, settings, registration
+        self.meta = backend.metadata
+        self.names = self.meta.names
+        self.dtype = np.float16 if self.meta.io_dtype == "fp16" else np.float32
+        self.fixed_batch = self.meta.batch  # None: any batch size
+
+    @property
+    def max_batch(self) -> int:
+        return self.fixed_batch or 64
+
+    def __call__(self, pairs: list[FramePair]) -> list[PairResult]:
+        results = [PairResult(p) for p in pairs]
+        ready, arrays, boxes_maps = [], [], []
+        start = time.perf_counter()
+        for result in results:
+            pair = result.pair
+            if pair.rgb.image is None or (pair.ir is not None and pair.ir.image is None):
+                result.error = "corrupt " + ("rgb" if pair.rgb.image is None else "ir") + " frame"
+                continue
+            ir = pair.ir.image if pair.ir is not None else None
+            if ir is not None and self.registration is not None:
+                ir = self.registration.warp_ir(ir)
+            inputs, infos = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
+            ready.append(result)
+            arrays.append(inputs)
+            boxes_maps.append(infos)
+        pre_ms = (time.perf_counter() - start) * 1e3 / max(len(pairs), 1)
+        for chunk in range(0, len(ready), self.max_batch):
+            self._infer(ready[chunk: chunk + self.max_batch], arrays[chunk: chunk + self.max_batch],
+                        boxes_maps[chunk: chunk + self.max_batch])
+        for result in results:
+            result.timings_ms["preprocess"] = pre_ms
+        return results
+
+    def _infer(self, results: list[PairResult], arrays: list[list[np.ndarray]], infos) -> None:
+        n = len(results)
+        batch = [np.concatenate([a[i] for a in arrays]) for i in range(len(arrays[0]))]
+        if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch engine: pad with blank inputs
+            batch = [np.concatenate([b, np.zeros((self.fixed_batch - n, *b.shape[1:]), b.dtype)]) for b in batch]
+        start = time.perf_counter()
+        outputs = self.backend.infer(batch[0], batch[1] if len(batch) > 1 else None)
+        infer_ms = (time.perf_counter() - start) * 1e3 / n
+        start = time.perf_counter()
+        dets = self._detections(outputs)[:n]
+        for result, det, (rgb_info, *ir_info) in zip(results, dets, infos):
+            result.detections = self._to_frames(det, rgb_info, ir_info[0] if ir_info else None)
+        post_ms = (time.perf_counter() - start) * 1e3 / n
+        for result in results:
+            result.timings_ms.update(infer=infer_ms, postprocess=post_ms)
+
+    def _detections(self, outputs: dict[str, np.ndarray]) -> list[Detections]:
+        s = self.settings
+        if "num_dets" in outputs:
+            dets = from_nms_outputs(outputs["num_dets"], outputs["boxes"], outputs["scores"], outputs["classes"])
+            if s.classes is not None or s.conf > self.meta.postprocess.score_threshold:
+                dets = [_filter(d, s.conf, s.classes) for d in dets]
+            return dets
+        return postprocess(outputs["predictions"], s.conf, s.iou, s.max_det, s.classes)
+
+    def _to_frames(self, det: Detections, rgb_info, ir_info) -> list[Detection]:
+        box_rgb = rgb_info.to_source(det.boxes)
+        if self.registration is not None:
+            box_ir = self.registration.rgb_to_ir(box_rgb)
+        elif ir_info is not None:
+            box_ir = ir_info.to_source(det.boxes)
+        else:
+            box_ir = None
+        return [Detection(int(c), self.names.get(int(c), str(int(c))), float(s), box_rgb[i].tolist(),
+                          None if box_ir is None else box_ir[i].tolist())
+                for i, (c, s) in enumerate(zip(det.classes, det.scores))]
+
+
+def _filter(det: Detections, conf: float, classes: list[int] | None) -> Detections:
+    keep = det.scores >= conf
+    if classes is not None:
+        keep &= np.isin(det.classes, classes)
+    return Detections(det.boxes[keep], det.scores[keep], det.classes[keep])

@@ -1,0 +1,132 @@
+"""Pairing RGB and IR frames.
+
+- ``pair_lockstep`` (files, folders): the i-th RGB frame with the i-th IR frame, nothing dropped.
+- ``LivePairer`` (cameras): the newest RGB and IR frames within ``tolerance_ms``; a frame whose partner is too
+  far away in time is dropped rather than queued. When one camera stalls the pipeline says so and, by policy,
+  either waits or pairs with that camera's last good frame for at most ``reuse_ms``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .capture import END, LatestSlot
+from .frames import Frame, FramePair
+
+
+@dataclass
+class PairingConfig:
+    tolerance_ms: float = 40.0
+    stall_ms: float = 500.0  # a camera without frames for this long is reported as stalled
+    stall_policy: str = "wait"  # "wait" | "reuse"
+    reuse_ms: float = 2000.0  # with "reuse": the longest a stalled camera's last frame may stand in
+
+    def validate(self) -> None:
+        if self.stall_policy not in ("wait", "reuse"):
+            raise ValueError(f"stall policy must be 'wait' or 'reuse', got '{self.stall_policy}'")
+        if self.tolerance_ms <= 0 or self.stall_ms <= 0:
+            raise ValueError("pairing tolerance and stall time must be positive")
+
+
+def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: threading.Event,
+                  log: Callable[[str], None]) -> Iterator[FramePair]:
+    """Yield pairs until either side ends (saying how many frames the other side had left)."""
+    index = 0
+    while True:
+        a = _get(rgb, stop)
+        b = _get(ir, stop) if ir is not None else None
+        if a is END or (ir is not None and b is END):
+            if ir is not None and (a is END) != (b is END):
+                longer = "IR" if a is END else "RGB"
+                log(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
+            return
+        yield FramePair(stream, index, a, b)
+        index += 1
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return END
+
+
+class LivePairer:
+    """Pairs the newest frames of two ``LatestSlot``s sharing one condition variable."""
+
+    def __init__(self, stream: int, rgb: LatestSlot, ir: LatestSlot, changed: threading.Condition,
+                 config: PairingConfig, log: Callable[[str], None]):
+        self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, changed
+        self.config, self.log = config, log
+        self.index = 0
+        self.skew_rejects = 0
+        self.stall_drops = 0
+        self.stalled: set[str] = set()
+        self.last: dict[str, Frame | None] = {"rgb": None, "ir": None}
+        self.pending: dict[str, Frame | None] = {"rgb": None, "ir": None}
+
+    def pairs(self, stop: threading.Event) -> Iterator[FramePair]:
+        while not stop.is_set():
+            with self.changed:
+                if self.rgb.closed and self.ir.closed:
+                    return
+                self.changed.wait(0.05)
+                for name, slot in (("rgb", self.rgb), ("ir", self.ir)):
+                    frame = slot.take()
+                    if frame is not None:
+                        self.pending[name] = frame
+                        self.last[name] = frame
+            pair = self._match()
+            if pair is not None:
+                yield pair
+
+    def _match(self) -> FramePair | None:
+        rgb, ir = self.pending["rgb"], self.pending["ir"]
+        now = time.monotonic()
+        self._report_stalls(now)
+        if rgb is not None and ir is not None:
+            skew = abs(rgb.t_capture - ir.t_capture) * 1e3
+            if skew <= self.config.tolerance_ms:
+                self.pending = {"rgb": None, "ir": None}
+                return self._emit(rgb, ir)
+            older = "rgb" if rgb.t_capture < ir.t_capture else "ir"
+            self.pending[older] = None  # stale: its partner moved on
+            self.skew_rejects += 1
+            return None
+        waiting = "rgb" if rgb is not None else "ir" if ir is not None else None
+        if waiting is None:
+            return None
+        other = "ir" if waiting == "rgb" else "rgb"
+        if other not in self.stalled:
+            return None  # the partner frame is probably on its way
+        frame = self.pending[waiting]
+        self.pending[waiting] = None
+        stand_in = self.last[other]
+        if (self.config.stall_policy == "reuse" and stand_in is not None
+                and (now - stand_in.t_capture) * 1e3 <= self.config.reuse_ms):
+            return self._emit(frame, stand_in, other) if waiting == "rgb" else self._emit(stand_in, frame, other)
+        self.stall_drops += 1
+        return None
+
+    def _emit(self, rgb: Frame, ir: Frame, reused: str | None = None) -> FramePair:
+        pair = FramePair(self.stream, self.index, rgb, ir, reused=reused)
+        self.index += 1
+        return pair
+
+    def _report_stalls(self, now: float) -> None:
+        for name, slot in (("rgb", self.rgb), ("ir", self.ir)):
+            silent = (now - slot.last_arrival) * 1e3 > self.config.stall_ms
+            if silent and name not in self.stalled:
+                self.stalled.add(name)
+                policy = ("pairing with its last frame for up to "
+                          f"{self.config.reuse_ms:.0f} ms" if self.config.stall_policy == "reuse" else "waiting")
+                self.log(f"stream {self.stream}: the {name.upper()} camera has stalled; {policy}")
+            elif not silent and name in self.stalled:
+                self.stalled.discard(name)
+                self.log(f"stream {self.stream}: the {name.upper()} camera is back")

@@ -1,0 +1,271 @@
+"""The real-time pipeline: capture threads → pairing → preprocess/infer/postprocess → sinks.
+
+Every hand-over is a bounded queue, so a slow stage never grows memory: file sources block (lockstep, no
+drops); live cameras keep only their newest frame and the pair queue drops its oldest pair. Ctrl-C / SIGTERM
+stop capturing, let every pair already in flight finish, write it exactly once, and close the files.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import RgbirError
+from .backends import Backend, open_backend
+from .capture import CaptureThread, LatestSlot
+from .config import PipelineConfig
+from .frames import FramePair
+from .inference import DetectSettings, PairDetector
+from .pairing import LivePairer, pair_lockstep
+from .registration import Registration
+from .results import PairResult
+from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
+from .sources import Source, SourceError, open_source
+from .stats import Stats
+
+DONE = object()  # end marker between the stages
+
+
+def stderr_log(message: str) -> None:
+    print(f"[rgbir {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Stream:
+    index: int
+    rgb: Source
+    ir: Source | None
+    captures: list[CaptureThread]
+    pairer: threading.Thread | None = None
+    live_pairer: LivePairer | None = None
+
+
+class Pipeline:
+    """``Pipeline(config).run()`` processes until the sources end or ``stop()`` (or Ctrl-C); returns Stats."""
+
+    def __init__(self, config: PipelineConfig, backend: Backend | None = None,
+                 sources: list[tuple[Source, Source | None]] | None = None, sinks: list[Sink] | None = None,
+                 log: Callable[[str], None] = stderr_log):
+        config.validate()
+        self.config, self.log = config, log
+        self.stop_event = threading.Event()
+        self.backend = backend or self._open_backend()
+        registration = Registration.load(config.registration) if config.registration else None
+        self.detector = PairDetector(self.backend, DetectSettings(config.conf, config.iou, config.max_det,
+                                                                  config.classes), registration)
+        self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True) if s.ir else None)
+                                   for s in config.streams]
+        needs_ir = "ir" in self.backend.input_names
+        for rgb, ir in self.sources:
+            if needs_ir and ir is None:
+                raise RgbirError("this model needs an IR camera too: give --ir")
+        self.live = self._is_live()
+        self.sinks = sinks if sinks is not None else self._open_sinks()
+        self.stats = Stats()
+        self.pairs: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.streams: list[_Stream] = []
+        self.error: str | None = None
+
+    # construction -----------------------------------------------------------------------------------------
+    def _open_backend(self) -> Backend:
+        kind = self.config.backend
+        if kind == "auto":
+            kind = "onnxruntime" if self.config.model.endswith(".onnx") else "pytorch"
+        if kind == "onnxruntime":
+            return open_backend(self.config.model, providers=self.config.providers)
+        return open_backend(self.config.model, imgsz=self.config.imgsz)
+
+    def _is_live(self) -> bool:
+        if self.config.mode != "auto":
+            return self.config.mode == "live"
+        return any(s.live for pair in self.sources for s in pair if s is not None)
+
+    def _open_sinks(self) -> list[Sink]:
+        c = self.config.sinks
+        sinks: list[Sink] = []
+        try:
+            if c.json:
+                sinks.append(JsonlSink(c.json))
+            if c.video:
+                sinks.append(VideoSink(c.video, c.video_fps))
+            if c.show:
+                sinks.append(WindowSink(self.stop_event))
+            if c.mjpeg_port is not None:
+                sinks.append(MjpegSink(c.mjpeg_port))
+                self.log(f"MJPEG preview on http://127.0.0.1:{sinks[-1].port}/")
+        except Exception:
+            for sink in sinks:
+                sink.close()
+            raise
+        return sinks
+
+    # running ------------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop capturing; pairs already in flight are still processed and written."""
+        self.stop_event.set()
+
+    def run(self) -> Stats:
+        restore = self._install_signals()
+        last_line = time.monotonic()
+        try:
+            self._start()
+            while True:
+                try:
+                    item = self.results.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                if item is DONE:
+                    break
+                if item is not None:
+                    self._write(item)
+                interval = self.config.stats_interval
+                if interval and time.monotonic() - last_line >= interval:
+                    self._collect_counters()
+                    self.log(self.stats.line())
+                    last_line = time.monotonic()
+        finally:
+            self.stop_event.set()
+            restore()
+            for sink in self.sinks:
+                sink.close()
+            self._collect_counters()
+            if self.config.stats_json:
+                self.stats.write_json(self.config.stats_json)
+        if self.error:
+            raise RgbirError(self.error)
+        return self.stats
+
+    def _interrupted(self, signum=None, frame=None) -> None:
+        """SIGINT/SIGTERM: a flag, not an exception, so no record is ever half-written."""
+        if not self.stop_event.is_set():
+            self.log("stopping: finishing the pairs in flight")
+        self.stop_event.set()
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # embedded use: the caller stops the pipeline with stop()
+        previous = {sig: signal.signal(sig, self._interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+    def _write(self, result: PairResult) -> None:
+        self.stats.add(result)
+        fps = self.stats.fps
+        start = time.perf_counter()
+        for sink in self.sinks:
+            sink.write(result, fps)
+        result.timings_ms["sink"] = (time.perf_counter() - start) * 1e3
+
+    # threads --------------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        thermal = self.config.thermal
+        for i, (rgb, ir) in enumerate(self.sources):
+            for source in (rgb, ir):
+                if source is not None:
+                    try:
+                        source.open()
+                    except SourceError as e:
+                        raise RgbirError(str(e)) from e
+            changed = threading.Condition()
+            if self.live:
+                sinks = (LatestSlot(changed), LatestSlot(changed) if ir else None)
+            else:
+                sinks = (queue.Queue(self.config.queue_size), queue.Queue(self.config.queue_size) if ir else None)
+            captures = [CaptureThread(rgb, sinks[0], self.stop_event, self.log)]
+            if ir is not None:
+                captures.append(CaptureThread(ir, sinks[1], self.stop_event, self.log, convert=thermal))
+            stream = _Stream(i, rgb, ir, captures)
+            if self.live and ir is not None:
+                stream.live_pairer = LivePairer(i, sinks[0], sinks[1], changed, self.config.pairing, self.log)
+                pairs = stream.live_pairer.pairs(self.stop_event)
+            elif self.live:
+                pairs = self._single_live(i, sinks[0])
+            else:
+                pairs = pair_lockstep(i, sinks[0], sinks[1], self.stop_event, self.log)
+            stream.pairer = threading.Thread(target=self._feed, args=(pairs,), name=f"pair {i}", daemon=True)
+            self.streams.append(stream)
+        for stream in self.streams:
+            for capture in stream.captures:
+                capture.start()
+            stream.pairer.start()
+        threading.Thread(target=self._infer_loop, name="infer", daemon=True).start()
+
+    def _single_live(self, stream: int, slot: LatestSlot):
+        index = 0
+        while not self.stop_event.is_set() and not slot.closed:
+            with slot.changed:
+                slot.changed.wait(0.05)
+                frame = slot.take()
+            if frame is not None:
+                yield FramePair(stream, index, frame, None)
+                index += 1
+
+    def _feed(self, pairs) -> None:
+        """Pairer thread: move pairs into the shared queue (live: drop the oldest when full)."""
+        try:
+            for pair in pairs:
+                while True:
+                    try:
+                        self.pairs.put(pair, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if self.live:
+                            try:
+                                self.pairs.get_nowait()
+                                self._count("pairs dropped (slow inference)")
+                            except queue.Empty:
+                                pass
+                        elif self.stop_event.is_set():
+                            return
+        finally:
+            self.pairs.put(DONE)
+
+    def _infer_loop(self) -> None:
+        finished = 0
+        try:
+            while finished < len(self.streams):
+                batch = []
+                item = self.pairs.get()
+                while True:
+                    if item is DONE:
+                        finished += 1
+                    else:
+                        batch.append(item)
+                    if len(batch) >= self.config.batch or finished == len(self.streams):
+                        break
+                    try:
+                        item = self.pairs.get(timeout=0.002)
+                    except queue.Empty:
+                        break
+                if batch:
+                    for result in self.detector(batch):
+                        result.latency_ms = (time.monotonic() - result.pair.t_capture) * 1e3
+                        self.results.put(result)
+        except Exception as e:  # a backend failure ends the run with its message instead of hanging it
+            self.error = f"inference failed: {type(e).__name__}: {e}"
+            self.stop_event.set()
+        finally:
+            self.results.put(DONE)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats.counters[key] = self.stats.counters.get(key, 0) + n
+
+    def _collect_counters(self) -> None:
+        counters = self.stats.counters
+        for stream in self.streams:
+            for capture in stream.captures:
+                name = capture.source.name
+                counters[f"{name}: corrupt frames"] = capture.corrupt
+                counters[f"{name}: reconnects"] = capture.reconnects
+                if isinstance(capture.sink, LatestSlot):
+                    counters[f"{name}: frames dropped (stale)"] = capture.sink.dropped
+            if stream.live_pairer is not None:
+                counters[f"stream {stream.index}: frames dropped (skew)"] = stream.live_pairer.skew_rejects
+                counters[f"stream {stream.index}: frames dropped (stall)"] = stream.live_pairer.stall_drops
+        for key in [k for k, v in counters.items() if v == 0]:
+            del counters[key]

@@ -1,0 +1,33 @@
+"""The source interface: open, read frames until None, close."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or has failed; the message says which and why."""
+
+
+class Source(ABC):
+    """One camera or file. ``live`` sources are reconnected on failure and may drop frames; file sources
+    are read in lockstep without drops and end with None."""
+
+    name: str = "source"
+    live: bool = False
+
+    @abstractmethod
+    def open(self) -> None:
+        """Start capturing; raises SourceError when the source cannot be opened."""
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """The next frame (OpenCV layout), or None at the end (files) or on a failure (live)."""
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"

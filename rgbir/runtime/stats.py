@@ -1,0 +1,73 @@
+"""Live statistics: FPS, end-to-end latency percentiles, per-stage times, drops, skew."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .results import PairResult
+
+WINDOW = 4096  # percentiles over the most recent pairs: memory stays constant however long the run
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    pairs: int = 0
+    failed: int = 0
+    detections: int = 0
+    latency: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    skew: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    stages: dict[str, deque] = field(default_factory=dict)
+    recent: deque = field(default_factory=lambda: deque(maxlen=64))  # completion times for the live FPS
+    counters: dict[str, int] = field(default_factory=dict)  # drops, corrupt frames, reconnects, by source
+
+    def add(self, result: PairResult) -> None:
+        self.pairs += 1
+        self.failed += result.error is not None
+        self.detections += len(result.detections)
+        self.latency.append(result.latency_ms)
+        self.skew.append(abs(result.pair.skew_ms))
+        for stage, ms in result.timings_ms.items():
+            self.stages.setdefault(stage, deque(maxlen=WINDOW)).append(ms)
+        self.recent.append(time.monotonic())
+
+    @property
+    def fps(self) -> float:
+        """Pairs per second over the most recent pairs."""
+        if len(self.recent) < 2:
+            return 0.0
+        return (len(self.recent) - 1) / max(self.recent[-1] - self.recent[0], 1e-9)
+
+    def summary(self) -> dict:
+        elapsed = time.monotonic() - self.started
+
+        def pct(values) -> dict:
+            if not values:
+                return {}
+            a = np.fromiter(values, float)
+            return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+                    "p95": round(float(np.percentile(a, 95)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
+
+        return {
+            "pairs": self.pairs, "failed": self.failed, "detections": self.detections,
+            "seconds": round(elapsed, 3), "fps": round(self.pairs / elapsed, 3) if elapsed > 0 else 0.0,
+            "latency_ms": pct(self.latency), "skew_ms": pct(self.skew),
+            "stages_ms": {k: pct(v) for k, v in self.stages.items()}, "counters": dict(self.counters),
+        }
+
+    def line(self) -> str:
+        """One periodic status line."""
+        s = self.summary()
+        lat = s["latency_ms"]
+        drops = sum(v for k, v in self.counters.items() if "drop" in k)
+        return (f"{self.pairs} pairs, {self.fps:.1f} FPS, latency p50 {lat.get('p50', 0):.1f} ms "
+                f"p95 {lat.get('p95', 0):.1f} ms, dropped {drops}, failed {self.failed}")
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.summary(), indent=2))
