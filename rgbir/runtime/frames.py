@@ -20,12 +20,13 @@ class Frame:
 
 @dataclass
 class FramePair:
-    """An RGB frame and its IR partner from one camera pair (``stream``), numbered in pairing order."""
+    """An RGB frame and its IR partner from one camera pair (``stream``). ``index`` numbers the pairs a
+    stream has processed (assigned when inference takes the pair; pairs dropped before that get none)."""
 
     stream: int
-    index: int
     rgb: Frame
     ir: Frame | None
+    index: int = -1
     reused: str | None = None  # "rgb" | "ir": that camera stalled and its last frame stood in
 
     @property

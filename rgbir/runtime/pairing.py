@@ -35,7 +35,6 @@ class PairingConfig:
 def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: threading.Event,
                   log: Callable[[str], None]) -> Iterator[FramePair]:
     """Yield pairs until either side ends (saying how many frames the other side had left)."""
-    index = 0
     while True:
         a = _get(rgb, stop)
         b = _get(ir, stop) if ir is not None else None
@@ -44,8 +43,7 @@ def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: t
                 longer = "IR" if a is END else "RGB"
                 log(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
             return
-        yield FramePair(stream, index, a, b)
-        index += 1
+        yield FramePair(stream, a, b)
 
 
 def _get(q: queue.Queue, stop: threading.Event):
@@ -64,7 +62,6 @@ class LivePairer:
                  config: PairingConfig, log: Callable[[str], None]):
         self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, changed
         self.config, self.log = config, log
-        self.index = 0
         self.skew_rejects = 0
         self.stall_drops = 0
         self.stalled: set[str] = set()
@@ -115,9 +112,7 @@ class LivePairer:
         return None
 
     def _emit(self, rgb: Frame, ir: Frame, reused: str | None = None) -> FramePair:
-        pair = FramePair(self.stream, self.index, rgb, ir, reused=reused)
-        self.index += 1
-        return pair
+        return FramePair(self.stream, rgb, ir, reused=reused)
 
     def _report_stalls(self, now: float) -> None:
         for name, slot in (("rgb", self.rgb), ("ir", self.ir)):

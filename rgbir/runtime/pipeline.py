@@ -164,13 +164,16 @@ class Pipeline:
     # threads --------------------------------------------------------------------------------------------------
     def _start(self) -> None:
         thermal = self.config.thermal
+        opened = []
+        try:
+            for source in (s for pair in self.sources for s in pair if s is not None):
+                source.open()
+                opened.append(source)
+        except SourceError:
+            for source in opened:
+                source.close()
+            raise
         for i, (rgb, ir) in enumerate(self.sources):
-            for source in (rgb, ir):
-                if source is not None:
-                    try:
-                        source.open()
-                    except SourceError as e:
-                        raise RgbirError(str(e)) from e
             changed = threading.Condition()
             if self.live:
                 sinks = (LatestSlot(changed), LatestSlot(changed) if ir else None)
@@ -196,14 +199,12 @@ class Pipeline:
         threading.Thread(target=self._infer_loop, name="infer", daemon=True).start()
 
     def _single_live(self, stream: int, slot: LatestSlot):
-        index = 0
         while not self.stop_event.is_set() and not slot.closed:
             with slot.changed:
                 slot.changed.wait(0.05)
                 frame = slot.take()
             if frame is not None:
-                yield FramePair(stream, index, frame, None)
-                index += 1
+                yield FramePair(stream, frame, None)
 
     def _feed(self, pairs) -> None:
         """Pairer thread: move pairs into the shared queue (live: drop the oldest when full)."""
@@ -227,6 +228,7 @@ class Pipeline:
 
     def _infer_loop(self) -> None:
         finished = 0
+        next_index = [0] * len(self.streams)
         try:
             while finished < len(self.streams):
                 batch = []
@@ -243,6 +245,8 @@ class Pipeline:
                     except queue.Empty:
                         break
                 if batch:
+                    for pair in batch:  # records are numbered per stream as they are processed
+                        pair.index, next_index[pair.stream] = next_index[pair.stream], next_index[pair.stream] + 1
                     for result in self.detector(batch):
                         result.latency_ms = (time.monotonic() - result.pair.t_capture) * 1e3
                         self.results.put(result)

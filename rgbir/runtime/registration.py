@@ -82,7 +82,8 @@ def estimate(ir_points: np.ndarray, rgb_points: np.ndarray, ir_size, rgb_size, k
     if kind == "homography":
         matrix, _ = cv2.findHomography(ir_points, rgb_points, 0)
     elif kind == "affine":
-        matrix, _ = cv2.estimateAffine2D(ir_points, rgb_points, method=cv2.LMEDS)
+        matrix, _ = cv2.estimateAffine2D(ir_points.astype(np.float32), rgb_points.astype(np.float32),
+                                         method=cv2.LMEDS)
     else:
         raise RgbirError(f"registration kind must be 'homography' or 'affine', got '{kind}'")
     if matrix is None:

@@ -6,8 +6,10 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ...errors import RgbirError
 
-class SourceError(RuntimeError):
+
+class SourceError(RgbirError):
     """A source that cannot be opened or has failed; the message says which and why."""
 
 

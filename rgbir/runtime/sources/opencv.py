@@ -40,7 +40,7 @@ class VideoSource(Source):
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         if self.fps:
             capture.set(cv2.CAP_PROP_FPS, self.fps)
-        if self.raw:
+        if self.raw and self.kind == "device":  # V4L2 Y16 thermal cameras: keep the 16-bit counts
             capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
         self.capture = capture
 

@@ -1,0 +1,260 @@
+"""The pipeline end to end: files in lockstep, live cameras with faults, shutdown, memory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from fakes import FakeCamera, NumpyBackend, RecordingSink
+from media import write_folders, write_videos
+from rgbir.errors import RgbirError
+from rgbir.runtime.config import PipelineConfig, SinkConfig, StreamConfig
+from rgbir.runtime.pairing import PairingConfig
+from rgbir.runtime.pipeline import Pipeline
+from rgbir.runtime.sources import ImageFolderSource
+
+
+def config(**kw):
+    kw.setdefault("stats_interval", 0)
+    return PipelineConfig(model="fake.onnx", streams=[StreamConfig("rgb", "ir")], **kw)
+
+
+def run_live(cameras, seconds, backend=None, sink=None, **kw):
+    """Run a live pipeline on fake cameras for ``seconds``, then stop it; returns (pipeline, sink, logs)."""
+    logs = []
+    sink = sink or RecordingSink()
+    pipe = Pipeline(config(mode="live", **kw), backend=backend or NumpyBackend(), sources=cameras, sinks=[sink],
+                    log=logs.append)
+    timer = threading.Timer(seconds, pipe.stop)
+    timer.start()
+    pipe.run()
+    timer.cancel()
+    return pipe, sink, logs
+
+
+def assert_exactly_once(records, streams=1):
+    for s in range(streams):
+        indices = [r["index"] for r in records if r["stream"] == s]
+        assert indices == list(range(len(indices))), "every pair once, in order, none missing"
+
+
+# file mode ------------------------------------------------------------------------------------------------------
+def test_image_folders_every_pair_exactly_once_and_identical_to_direct_calls(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 25)
+    backend = NumpyBackend()
+    sink = RecordingSink()
+    pipe = Pipeline(config(), backend=backend,
+                    sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))], sinks=[sink])
+    stats = pipe.run()
+    assert stats.pairs == 25 and len(sink.records) == 25 and sink.closed
+    assert_exactly_once(sink.records)
+    assert [r["rgb"]["seq"] for r in sink.records] == [r["ir"]["seq"] for r in sink.records] == list(range(25))
+    # the same pair through the detector directly gives the same detections
+    from rgbir.runtime.frames import Frame, FramePair
+    for i in (0, 13, 24):
+        pair = FramePair(0, Frame(cv2.imread(str(rgb_dir / f"{i:05d}.jpg")), i, 0, 0, "rgb"),
+                         Frame(cv2.imread(str(ir_dir / f"{i:05d}.jpg"), cv2.IMREAD_UNCHANGED), i, 0, 0, "ir"), i)
+        direct = pipe.detector([pair])[0].record()["detections"]
+        assert direct == sink.records[i]["detections"] and direct
+
+
+@pytest.mark.slow
+def test_onnx_backend_on_videos_json_lines_and_a_readable_video(tmp_path, tiny_onnx):
+    rgb, ir = write_videos(tmp_path / "clips", 20)
+    out = tmp_path / "out"
+    cfg = PipelineConfig(model=str(tiny_onnx), streams=[StreamConfig(str(rgb), str(ir))], stats_interval=0,
+                         sinks=SinkConfig(json=str(out / "pairs.jsonl"), video=str(out / "view.avi")))
+    stats = Pipeline(cfg).run()
+    lines = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert stats.pairs == 20 and len(lines) == 20
+    assert_exactly_once(lines)
+    from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from rgbir.runtime.postprocess import postprocess
+    from rgbir.runtime.preprocess import preprocess_pair
+    backend = OnnxRuntimeBackend(tiny_onnx)
+    cap_rgb, cap_ir = cv2.VideoCapture(str(rgb)), cv2.VideoCapture(str(ir))
+    for line in lines[:5]:
+        a, b = cap_rgb.read()[1], cv2.cvtColor(cap_ir.read()[1], cv2.COLOR_BGR2GRAY)
+        arrays, (info, _) = preprocess_pair(a, b, backend.metadata)
+        dets = postprocess(backend.infer(*arrays)["predictions"])[0]
+        assert len(dets) == len(line["detections"])
+        np.testing.assert_allclose(info.to_source(dets.boxes), [d["box_rgb"] for d in line["detections"]],
+                                   atol=0.01)
+        np.testing.assert_allclose(dets.scores, [d["score"] for d in line["detections"]], atol=1e-5)
+    video = cv2.VideoCapture(str(out / "view.avi"))
+    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    ok, frame = video.read()
+    assert ok and frame.shape[0] == 480 and frame.shape[1] > 480  # side by side
+
+
+def test_mismatched_resolutions_map_boxes_into_each_camera(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 3, size=(240, 320), ir_size=(120, 100))
+    sink = RecordingSink()
+    Pipeline(config(), backend=NumpyBackend(imgsz=(64, 96)),
+             sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))], sinks=[sink]).run()
+    det = sink.records[0]["detections"][0]
+    rgb_box, ir_box = np.array(det["box_rgb"]), np.array(det["box_ir"])
+    assert rgb_box.max() <= 320 and ir_box.max() <= 120 and not np.allclose(rgb_box, ir_box)
+
+
+def test_corrupt_files_are_recorded_as_failed_pairs_without_breaking_lockstep(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 6)
+    (ir_dir / "00002.jpg").write_bytes(b"not a jpeg")
+    sink, logs = RecordingSink(), []
+    stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
+                     ImageFolderSource(ir_dir))], sinks=[sink], log=logs.append).run()
+    assert len(sink.records) == 6 and stats.failed == 1
+    assert sink.records[2]["error"] == "corrupt ir frame" and sink.records[3]["error"] is None
+    assert sink.records[3]["ir"]["seq"] == 3  # still aligned after the bad frame
+    assert any("corrupt frame" in line for line in logs)
+
+
+def test_slow_sink_in_file_mode_loses_nothing(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 12)
+    sink = RecordingSink(delay=0.05)
+    Pipeline(config(queue_size=2), backend=NumpyBackend(),
+             sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))], sinks=[sink]).run()
+    assert_exactly_once(sink.records)
+    assert len(sink.records) == 12
+
+
+def test_batching_several_camera_pairs_into_one_call(tmp_path):
+    a = write_folders(tmp_path / "a", 8)
+    b = write_folders(tmp_path / "b", 8)
+    backend, sink = NumpyBackend(), RecordingSink()
+    cfg = config(batch=2)
+    cfg.streams = [StreamConfig("a", "a"), StreamConfig("b", "b")]
+    Pipeline(cfg, backend=backend, sources=[tuple(map(ImageFolderSource, a)), tuple(map(ImageFolderSource, b))],
+             sinks=[sink]).run()
+    assert len(sink.records) == 16
+    assert_exactly_once(sink.records, streams=2)
+    assert backend.calls < 16  # at least some calls carried both streams
+
+
+# live mode ------------------------------------------------------------------------------------------------------
+def test_live_cameras_pair_within_tolerance():
+    pipe, sink, _ = run_live([(FakeCamera("rgb", "rgb", fps=30), FakeCamera("ir", "ir", fps=30))], 1.5)
+    assert len(sink.records) > 10
+    assert_exactly_once(sink.records)
+    assert all(abs(r["skew_ms"]) <= 40 for r in sink.records)
+
+
+def test_a_camera_that_dies_and_comes_back(capsys):
+    rgb = FakeCamera("rgb", "rgb", fps=40)
+    ir = FakeCamera("ir", "ir", fps=40, die_at=10, down_for=0.6)
+    pipe, sink, logs = run_live([(rgb, ir)], 2.5)
+    assert ir.opens >= 2 and pipe.stats.counters.get("ir: reconnects", 0) >= 1
+    assert any("reconnecting" in l for l in logs) and any("reconnected" in l for l in logs)
+    assert any("stalled" in l for l in logs) and any("is back" in l for l in logs)
+    before = [r for r in sink.records if r["ir"]["seq"] < 10]
+    after = [r for r in sink.records if r["ir"]["seq"] >= 10]
+    assert before and after  # pairs before the outage and after the camera came back
+    assert_exactly_once(sink.records)
+
+
+@pytest.mark.parametrize("policy", ["wait", "reuse"])
+def test_a_stalled_camera_is_reported_and_handled_by_policy(policy):
+    rgb = FakeCamera("rgb", "rgb", fps=40)
+    ir = FakeCamera("ir", "ir", fps=40, stall_at=10, stall_for=1.0)
+    pipe, sink, logs = run_live([(rgb, ir)], 2.2, pairing=PairingConfig(stall_ms=200, stall_policy=policy,
+                                                                        reuse_ms=3000))
+    assert any("IR camera has stalled" in l for l in logs)
+    reused = [r for r in sink.records if r["reused"] == "ir"]
+    if policy == "reuse":
+        assert reused and all(r["ir"]["seq"] == reused[0]["ir"]["seq"] for r in reused)
+    else:
+        assert not reused and pipe.stats.counters.get("stream 0: frames dropped (stall)", 0) > 0
+    assert_exactly_once(sink.records)
+
+
+def test_corrupt_live_frames_are_skipped_and_counted():
+    pipe, sink, logs = run_live([(FakeCamera("rgb", "rgb", corrupt_every=5), FakeCamera("ir", "ir"))], 1.2)
+    assert pipe.stats.counters.get("rgb: corrupt frames", 0) >= 3
+    assert all(r["error"] is None for r in sink.records) and sink.records
+    assert_exactly_once(sink.records)
+
+
+def test_slow_inference_in_live_mode_drops_instead_of_queueing():
+    pipe, sink, _ = run_live([(FakeCamera("rgb", "rgb", fps=60), FakeCamera("ir", "ir", fps=60))], 1.5,
+                             backend=NumpyBackend(delay=0.1))
+    assert sink.records and max(r["latency_ms"] for r in sink.records) < 1000  # bounded, not growing
+    dropped = sum(v for k, v in pipe.stats.counters.items() if "dropped" in k)
+    assert dropped > 10
+    assert_exactly_once(sink.records)
+
+
+def test_missing_ir_source_for_a_dual_model_is_a_clear_error():
+    with pytest.raises(RgbirError, match="needs an IR camera"):
+        Pipeline(config(), backend=NumpyBackend(), sources=[(FakeCamera("rgb", "rgb"), None)], sinks=[])
+
+
+# shutdown and memory ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigint_mid_run_finishes_in_flight_pairs_and_closes_files(tmp_path, tiny_onnx):
+    rgb_dir, ir_dir = write_folders(tmp_path / "frames", 400)
+    out = tmp_path / "pairs.jsonl"
+    stats = tmp_path / "stats.json"
+    proc = subprocess.Popen([sys.executable, "-m", "rgbir", "run", "--model", str(tiny_onnx), "--rgb", str(rgb_dir),
+                             "--ir", str(ir_dir), "--json", str(out), "--stats-json", str(stats),
+                             "--stats-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 20):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "stopping" in stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]  # every line is complete JSON
+    assert 20 <= len(lines) < 400
+    assert_exactly_once(lines)
+    assert json.loads(stats.read_text())["pairs"] == len(lines)
+
+
+class _FrameList(ImageFolderSource):
+    """A file-mode source of ``count`` in-memory frames (no disk), for the soak test."""
+
+    def __init__(self, count, modality):
+        super().__init__("memory")
+        self.count, self.modality = count, modality
+        self.rgb, self.ir = None, None
+
+    def open(self):
+        from media import frame_pair
+        self.rgb, self.ir = frame_pair(0, (48, 64))
+        self.position = 0
+
+    def read(self):
+        if self.position >= self.count:
+            return None
+        self.position += 1
+        return (self.rgb if self.modality == "rgb" else self.ir).copy()
+
+
+@pytest.mark.slow
+def test_soak_2000_pairs_without_memory_growth():
+    memory = {}
+
+    class MemorySink(RecordingSink):
+        def write(self, result, fps):
+            if result.pair.index in (500, 1999):
+                memory[result.pair.index] = tracemalloc.get_traced_memory()[0]
+            self.records.append(result.pair.index)
+
+    tracemalloc.start()
+    try:
+        sink = MemorySink()
+        stats = Pipeline(config(), backend=NumpyBackend(imgsz=(32, 32)),
+                         sources=[(_FrameList(2000, "rgb"), _FrameList(2000, "ir"))], sinks=[sink]).run()
+    finally:
+        tracemalloc.stop()
+    assert stats.pairs == 2000 and sink.records == list(range(2000))
+    growth = memory[1999] - memory[500]
+    assert growth < 1_000_000, f"memory grew by {growth} bytes over 1500 pairs"
