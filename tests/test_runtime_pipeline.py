@@ -258,3 +258,17 @@ def test_soak_2000_pairs_without_memory_growth():
     assert stats.pairs == 2000 and sink.records == list(range(2000))
     growth = memory[1999] - memory[500]
     assert growth < 1_000_000, f"memory grew by {growth} bytes over 1500 pairs"
+
+
+def test_a_failing_backend_ends_the_run_with_its_message(tmp_path):
+    class Broken(NumpyBackend):
+        def infer(self, rgb, ir=None):
+            raise RuntimeError("device lost")
+
+    rgb_dir, ir_dir = write_folders(tmp_path, 10)
+    sink = RecordingSink()
+    pipe = Pipeline(config(), backend=Broken(), sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))],
+                    sinks=[sink])
+    with pytest.raises(RgbirError, match="inference failed: RuntimeError: device lost"):
+        pipe.run()
+    assert sink.closed

@@ -166,6 +166,7 @@ def test_run_command_on_folders(tmp_path, tiny_onnx, capsys):
     assert len(out.read_text().splitlines()) == 6
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["pairs"] == 6 and {"p50", "p95", "p99"} <= set(stats["latency_ms"])
+    assert stats["settings"]["thermal"]["mode"] == "auto" and stats["settings"]["pairing"]["tolerance_ms"] == 40
 
 
 def test_run_command_errors(tmp_path, tiny_onnx):

@@ -14,6 +14,8 @@ def add_parser(sub) -> None:
                    help="visible camera: device index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline "
                         "('... ! appsink'), video file or image folder; repeat for several camera pairs")
     p.add_argument("--ir", action="append", default=[], metavar="SRC", help="thermal camera, same forms as --rgb")
+    p.add_argument("--ir-fourcc", help="thermal camera pixel format, e.g. 'Y16 ' for 16-bit radiometric V4L2 "
+                                       "cameras (FLIR Boson/Lepton); frames then go through --agc")
     p.add_argument("--config", help="run settings YAML (flags given here override it)")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "pytorch"))
     p.add_argument("--providers", nargs="+", help="ONNX Runtime providers in preference order")
@@ -53,7 +55,8 @@ def config_from_args(args: argparse.Namespace):
 
     if len(args.ir) not in (0, len(args.rgb)):
         raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")
-    streams = [StreamConfig(r, i) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] or None
+    streams = [StreamConfig(r, i, args.ir_fourcc) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] \
+        or None
     top = {"model": args.model, "streams": streams, "backend": args.backend, "providers": args.providers,
            "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
            "classes": args.classes, "mode": args.mode, "registration": args.registration, "batch": args.batch,

@@ -18,6 +18,7 @@ class StreamConfig:
 
     rgb: str
     ir: str | None = None
+    ir_fourcc: str | None = None  # e.g. "Y16 " for radiometric V4L2 thermal cameras (16-bit frames)
 
 
 @dataclass

@@ -16,6 +16,17 @@ from .results import Detection, PairResult
 
 
 @dataclass
+class Batch:
+    """Preprocessed pairs on their way through inference. The last Batch of a call holds every result of the
+    call (failed pairs included), so each result is emitted exactly once and only when complete."""
+
+    results: list[PairResult]
+    ready: list[PairResult]
+    arrays: list[list[np.ndarray]]
+    infos: list
+
+
+@dataclass
 class DetectSettings:
     conf: float = 0.25
     iou: float = 0.7
@@ -42,44 +53,61 @@ class PairDetector:
         return self.fixed_batch or 64
 
     def __call__(self, pairs: list[FramePair]) -> list[PairResult]:
-        results = [PairResult(p) for p in pairs]
-        ready, arrays, boxes_maps = [], [], []
+        """All three steps for a list of pairs (the pipeline runs them on separate threads)."""
+        results = []
+        for batch in self.prepare(pairs):
+            results += self.finish(batch, self.infer(batch))
+        return results
+
+    def prepare(self, pairs: list[FramePair]) -> list["Batch"]:
+        """Register and preprocess; pairs with a corrupt frame become failed results. One Batch per call."""
         start = time.perf_counter()
-        for result in results:
-            pair = result.pair
+        results, ready, arrays, infos = [], [], [], []
+        for pair in pairs:
+            result = PairResult(pair)
+            results.append(result)
             if pair.rgb.image is None or (pair.ir is not None and pair.ir.image is None):
                 result.error = "corrupt " + ("rgb" if pair.rgb.image is None else "ir") + " frame"
                 continue
             ir = pair.ir.image if pair.ir is not None else None
             if ir is not None and self.registration is not None:
                 ir = self.registration.warp_ir(ir)
-            inputs, infos = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
+            inputs, info = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
             ready.append(result)
             arrays.append(inputs)
-            boxes_maps.append(infos)
+            infos.append(info)
         pre_ms = (time.perf_counter() - start) * 1e3 / max(len(pairs), 1)
-        for chunk in range(0, len(ready), self.max_batch):
-            self._infer(ready[chunk: chunk + self.max_batch], arrays[chunk: chunk + self.max_batch],
-                        boxes_maps[chunk: chunk + self.max_batch])
         for result in results:
             result.timings_ms["preprocess"] = pre_ms
-        return results
+        batches = [Batch([], ready[i: i + self.max_batch], arrays[i: i + self.max_batch],
+                         infos[i: i + self.max_batch]) for i in range(0, max(len(ready), 1), self.max_batch)]
+        batches[-1].results = results  # batches finish in order: the last one releases every result
+        return batches
 
-    def _infer(self, results: list[PairResult], arrays: list[list[np.ndarray]], infos) -> None:
-        n = len(results)
-        batch = [np.concatenate([a[i] for a in arrays]) for i in range(len(arrays[0]))]
+    def infer(self, batch: "Batch") -> dict[str, np.ndarray] | None:
+        n = len(batch.ready)
+        if not n:
+            return None
+        inputs = [np.concatenate([a[i] for a in batch.arrays]) for i in range(len(batch.arrays[0]))]
         if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch engine: pad with blank inputs
-            batch = [np.concatenate([b, np.zeros((self.fixed_batch - n, *b.shape[1:]), b.dtype)]) for b in batch]
+            inputs = [np.concatenate([b, np.zeros((self.fixed_batch - n, *b.shape[1:]), b.dtype)]) for b in inputs]
         start = time.perf_counter()
-        outputs = self.backend.infer(batch[0], batch[1] if len(batch) > 1 else None)
-        infer_ms = (time.perf_counter() - start) * 1e3 / n
-        start = time.perf_counter()
-        dets = self._detections(outputs)[:n]
-        for result, det, (rgb_info, *ir_info) in zip(results, dets, infos):
-            result.detections = self._to_frames(det, rgb_info, ir_info[0] if ir_info else None)
-        post_ms = (time.perf_counter() - start) * 1e3 / n
-        for result in results:
-            result.timings_ms.update(infer=infer_ms, postprocess=post_ms)
+        outputs = self.backend.infer(inputs[0], inputs[1] if len(inputs) > 1 else None)
+        for result in batch.ready:
+            result.timings_ms["infer"] = (time.perf_counter() - start) * 1e3 / n
+        return outputs
+
+    def finish(self, batch: "Batch", outputs: dict[str, np.ndarray] | None) -> list[PairResult]:
+        """Decode/NMS and map boxes into each camera's pixels; returns the batch's results in pair order."""
+        if outputs is not None:
+            start = time.perf_counter()
+            dets = self._detections(outputs)[: len(batch.ready)]
+            for result, det, (rgb_info, *ir_info) in zip(batch.ready, dets, batch.infos):
+                result.detections = self._to_frames(det, rgb_info, ir_info[0] if ir_info else None)
+            post_ms = (time.perf_counter() - start) * 1e3 / len(batch.ready)
+            for result in batch.ready:
+                result.timings_ms["postprocess"] = post_ms
+        return batch.results
 
     def _detections(self, outputs: dict[str, np.ndarray]) -> list[Detections]:
         s = self.settings

@@ -31,6 +31,13 @@ from .stats import Stats
 DONE = object()  # end marker between the stages
 
 
+def _settings(config: PipelineConfig) -> dict:
+    """The run's settings as recorded with its statistics (AGC, pairing, thresholds, …)."""
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
 def stderr_log(message: str) -> None:
     print(f"[rgbir {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -58,15 +65,15 @@ class Pipeline:
         registration = Registration.load(config.registration) if config.registration else None
         self.detector = PairDetector(self.backend, DetectSettings(config.conf, config.iou, config.max_det,
                                                                   config.classes), registration)
-        self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True) if s.ir else None)
-                                   for s in config.streams]
+        self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True, fourcc=s.ir_fourcc)
+                                    if s.ir else None) for s in config.streams]
         needs_ir = "ir" in self.backend.input_names
         for rgb, ir in self.sources:
             if needs_ir and ir is None:
                 raise RgbirError("this model needs an IR camera too: give --ir")
         self.live = self._is_live()
         self.sinks = sinks if sinks is not None else self._open_sinks()
-        self.stats = Stats()
+        self.stats = Stats(settings=_settings(config))
         self.pairs: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.streams: list[_Stream] = []
@@ -196,7 +203,7 @@ class Pipeline:
             for capture in stream.captures:
                 capture.start()
             stream.pairer.start()
-        threading.Thread(target=self._infer_loop, name="infer", daemon=True).start()
+        self._start_stages()
 
     def _single_live(self, stream: int, slot: LatestSlot):
         while not self.stop_event.is_set() and not slot.closed:
@@ -226,35 +233,75 @@ class Pipeline:
         finally:
             self.pairs.put(DONE)
 
-    def _infer_loop(self) -> None:
-        finished = 0
-        next_index = [0] * len(self.streams)
+    def _batch_loop(self, out: queue.Queue) -> None:
+        """Collect up to ``batch`` pairs (several streams share a call), number them, preprocess."""
+        finished, next_index = 0, [0] * len(self.streams)
+        while finished < len(self.streams):
+            batch = []
+            item = self.pairs.get()
+            while True:
+                if item is DONE:
+                    finished += 1
+                else:
+                    batch.append(item)
+                if len(batch) >= self.config.batch or finished == len(self.streams):
+                    break
+                try:
+                    item = self.pairs.get(timeout=0.002)
+                except queue.Empty:
+                    break
+            if batch and not self.error:
+                for pair in batch:  # records are numbered per stream as they are processed
+                    pair.index, next_index[pair.stream] = next_index[pair.stream], next_index[pair.stream] + 1
+                try:
+                    for prepared in self.detector.prepare(batch):
+                        out.put(prepared)
+                except Exception as e:  # keep consuming until every pairer is done, so none blocks
+                    self.error = f"preprocess failed: {type(e).__name__}: {e}"
+                    self.stop_event.set()
+
+    def _stage(self, name: str, work: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
+        """Run ``work`` on each item until DONE; a failure stops the run with its message and still
+        forwards DONE, so no stage waits forever."""
+        failed = False
         try:
-            while finished < len(self.streams):
-                batch = []
-                item = self.pairs.get()
-                while True:
-                    if item is DONE:
-                        finished += 1
-                    else:
-                        batch.append(item)
-                    if len(batch) >= self.config.batch or finished == len(self.streams):
-                        break
-                    try:
-                        item = self.pairs.get(timeout=0.002)
-                    except queue.Empty:
-                        break
-                if batch:
-                    for pair in batch:  # records are numbered per stream as they are processed
-                        pair.index, next_index[pair.stream] = next_index[pair.stream], next_index[pair.stream] + 1
-                    for result in self.detector(batch):
-                        result.latency_ms = (time.monotonic() - result.pair.t_capture) * 1e3
-                        self.results.put(result)
-        except Exception as e:  # a backend failure ends the run with its message instead of hanging it
-            self.error = f"inference failed: {type(e).__name__}: {e}"
-            self.stop_event.set()
+            while True:
+                item = inbox.get()
+                if item is DONE:
+                    return
+                if failed:
+                    continue
+                try:
+                    for result in work(item):
+                        outbox.put(result)
+                except Exception as e:  # the backend or a step failed: report it, drain, end the run
+                    self.error = self.error or f"{name} failed: {type(e).__name__}: {e}"
+                    self.stop_event.set()
+                    failed = True
         finally:
-            self.results.put(DONE)
+            outbox.put(DONE)
+
+    def _start_stages(self) -> None:
+        """prepare → infer → finish, each on its own thread, so inference runs back to back."""
+        prepared, inferred = queue.Queue(maxsize=2), queue.Queue(maxsize=2)
+
+        def batches():
+            try:
+                self._batch_loop(prepared)
+            finally:
+                prepared.put(DONE)
+
+        def infer(batch):
+            yield batch, self.detector.infer(batch)
+
+        def finish(item):
+            for result in self.detector.finish(*item):
+                result.latency_ms = (time.monotonic() - result.pair.t_capture) * 1e3
+                yield result
+
+        for target, args in ((batches, ()), (self._stage, ("inference", infer, prepared, inferred)),
+                             (self._stage, ("postprocess", finish, inferred, self.results))):
+            threading.Thread(target=target, args=args, daemon=True, name=args[0] if args else "prepare").start()
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats.counters[key] = self.stats.counters.get(key, 0) + n

@@ -36,17 +36,25 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS; returns kept indices in descending score order."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS; returns kept indices in descending score order (at most ``max_keep``: the greedy order
+    means the first ``max_keep`` kept are final, so the loop stops there)."""
     order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (boxes[order, i].astype(np.float64) for i in range(4))
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    alive = np.ones(len(order), bool)
     keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        if order.size == 1:
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        keep.append(order[i])
+        if max_keep is not None and len(keep) >= max_keep:
             break
-        ious = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou_threshold]
+        rest = slice(i + 1, None)
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        alive[rest] &= inter / (areas[i] + areas[rest] - inter + 1e-9) <= iou_threshold
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -67,7 +75,7 @@ def postprocess(
         if classes is not None:
             keep &= np.isin(cls, classes)
         boxes, score, cls = boxes[keep], score[keep], cls[keep]
-        kept = nms(boxes + cls[:, None] * MAX_WH, score, iou_threshold)[:max_det]
+        kept = nms(boxes + cls[:, None] * MAX_WH, score, iou_threshold, max_det)
         out.append(Detections(boxes[kept], score[kept], cls[kept].astype(np.int32)))
     return out
 

@@ -52,16 +52,16 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
 
 def to_input(image: np.ndarray, spec: InputSpec, dtype=np.float32, scale: float = 1 / 255) -> np.ndarray:
     """A letterboxed OpenCV frame (BGR colour or grey) → (1, C, H, W) in the order the model expects."""
-    if image.ndim == 2:
-        image = image[..., None]
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
     if spec.channels == 1:
-        image = image if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
-    else:
-        if image.shape[2] == 1:
-            image = np.repeat(image, 3, axis=2)  # GRAY2BGR, as YOLOMM expands grey IR
-        if spec.channel_order == "RGB":
-            image = image[..., ::-1]
-    return (image.transpose(2, 0, 1)[None].astype(np.float32) * scale).astype(dtype)
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # as YOLOMM expands grey IR
+    # one C++ pass: HWC → NCHW, channel swap, scale to float32
+    blob = cv2.dnn.blobFromImage(image, scalefactor=scale, swapRB=spec.channels == 3 and spec.channel_order == "RGB")
+    return blob.astype(dtype, copy=False)
 
 
 def preprocess_pair(rgb: np.ndarray, ir: np.ndarray | None, meta: ModelMetadata, dtype=np.float32):

@@ -26,6 +26,7 @@ class Stats:
     stages: dict[str, deque] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # completion times for the live FPS
     counters: dict[str, int] = field(default_factory=dict)  # drops, corrupt frames, reconnects, by source
+    settings: dict = field(default_factory=dict)  # the run's configuration, recorded with its figures
 
     def add(self, result: PairResult) -> None:
         self.pairs += 1
@@ -59,6 +60,7 @@ class Stats:
             "seconds": round(elapsed, 3), "fps": round(self.pairs / elapsed, 3) if elapsed > 0 else 0.0,
             "latency_ms": pct(self.latency), "skew_ms": pct(self.skew),
             "stages_ms": {k: pct(v) for k, v in self.stages.items()}, "counters": dict(self.counters),
+            "settings": self.settings,
         }
 
     def line(self) -> str:
