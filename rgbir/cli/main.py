@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import calibrate, check, export, info, parity, run
+from . import calibrate, check, export, info, parity, plugins, run
 
-COMMANDS = (info, export, check, parity, run, calibrate)
+COMMANDS = (info, export, check, parity, run, calibrate, plugins)
 
 
 def build_parser() -> argparse.ArgumentParser:
