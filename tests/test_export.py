@@ -12,7 +12,7 @@ from rgbir.export import ExportOptions, export_onnx
 from rgbir.metadata import METADATA_KEY, read_onnx_metadata
 from rgbir.models import build_model, load
 from rgbir.models.builder import CONFIG_DIR
-from rgbir.models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.parity import compare, random_inputs
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from rgbir.runtime.backends.torch_backend import TorchBackend

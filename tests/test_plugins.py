@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rgbir.errors import RgbirError
-from rgbir.models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.plugins import BuildOptions, build_library, find_library, load
 from rgbir.plugins.build import cuda_architectures
 

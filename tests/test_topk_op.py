@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from rgbir.export import topk_function
-from rgbir.models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.models.sparse_attention import topk_sparse_attention
 
 

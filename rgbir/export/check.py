@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import RgbirError
 from ..metadata import METADATA_KEY, ModelMetadata
-from ..models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from ..ops import TOPK_SPARSE_ATTENTION as OP
 
 TOPK_MAX_K = 3840
 INT32_MAX = 2**31 - 1

@@ -20,7 +20,7 @@ from .. import __version__
 from ..errors import RgbirError
 from ..metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec
 from ..models import Detector
-from ..models.sparse_attention import TOPK_SPARSE_ATTENTION as OP
+from ..ops import TOPK_SPARSE_ATTENTION as OP
 from . import nms, topk_function
 from .prepare import ExportWrapper, prepare
 

@@ -14,7 +14,7 @@ import onnx.inliner
 from onnxscript import FLOAT, opset18 as op, script
 from onnxscript.values import Opset
 
-from ..models.sparse_attention import TOPK_SPARSE_ATTENTION as CONTRACT
+from ..ops import TOPK_SPARSE_ATTENTION as CONTRACT
 
 rgbir_opset = Opset(CONTRACT.domain, int(CONTRACT.version))
 

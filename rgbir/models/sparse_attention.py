@@ -16,24 +16,13 @@ probabilities are summed before a single product with v.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-
-@dataclass(frozen=True)
-class OpContract:
-    """The exported node's identity and attribute types: shared by export, the ONNX function and the plugin."""
-
-    domain: str = "rgbir"
-    name: str = "TopKSparseAttention"
-    version: str = "1"
-    # attribute name -> ONNX attribute type; the TensorRT plugin's creator fields carry exactly these
-    attributes: tuple[tuple[str, str], ...] = (("scale", "FLOAT"), ("k_divisors", "INTS"), ("weights", "FLOATS"))
+from ..ops import TOPK_SPARSE_ATTENTION
 
 
-TOPK_SPARSE_ATTENTION = OpContract()
 
 
 def topk_counts(n_keys: int, k_divisors: Sequence[int]) -> list[int]:
