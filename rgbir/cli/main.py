@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import calibrate, check, export, info, parity, plugins, run
+from . import calibrate, check, export, info, parity, plugins, run, val
 
-COMMANDS = (info, export, check, parity, run, calibrate, plugins)
+COMMANDS = (info, export, check, parity, run, calibrate, val, plugins)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,42 @@
+"""``rgbir val``: COCO-style mAP50 / mAP50-95 of a model on a paired RGB+IR dataset (YOLOMM or LLVIP data.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import image_size
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.strip("`"))
+    p.add_argument("--model", required=True, help="exported .onnx (ONNX Runtime) or weights/config (PyTorch)")
+    p.add_argument("--data", required=True, help="data.yaml (path, val, names, modality: {rgb, ir})")
+    p.add_argument("--split", default="val")
+    p.add_argument("--imgsz", type=image_size, default=(640, 640), help="network input for the PyTorch backend")
+    p.add_argument("--conf", type=float, default=0.001)
+    p.add_argument("--iou", type=float, default=0.7)
+    p.add_argument("--blank", choices=("rgb", "ir"), help="zero one modality (single-modality ablation)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..eval.validate import validate
+    from ..runtime.backends import open_backend
+
+    kwargs = {} if args.model.endswith(".onnx") else {"imgsz": args.imgsz}
+    result = validate(open_backend(args.model, **kwargs), args.data, args.split, args.conf, args.iou, args.blank)
+    table = Table(title=f"{args.model} on {args.data} ({args.split}, {result.images} images, "
+                        f"{result.instances} instances{', ' + args.blank + ' blanked' if args.blank else ''})")
+    for column in ("class", "mAP50", "mAP50-95"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    table.add_row("all", f"{result.ap.map50:.4f}", f"{result.ap.map:.4f}")
+    for name, (ap50, ap) in result.ap.per_class().items():
+        table.add_row(name, f"{ap50:.4f}", f"{ap:.4f}")
+    console = Console()
+    console.print(table)
+    console.print("speed (ms/image): " + ", ".join(f"{k} {v:.1f}" for k, v in result.ms_per_image.items()),
+                  soft_wrap=True)
+    return 0

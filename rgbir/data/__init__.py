@@ -1,0 +1,1 @@
+"""Datasets: the synthetic RGB+IR scene generator and readers of YOLOMM / LLVIP layouts."""

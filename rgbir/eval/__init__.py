@@ -1,0 +1,1 @@
+"""Detection accuracy: COCO-style mAP over a paired dataset, for any backend."""
