@@ -117,6 +117,18 @@ int main(int argc, char** argv)
         std::printf("workspace %lld %zu\n", static_cast<long long>(n1), build->getWorkspaceSize(io, 3, io, 1));
     }
 
+    {
+        DynamicPluginTensorDesc io[4] = {desc(DataType::kFLOAT, 1), desc(DataType::kFLOAT, 1),
+            desc(DataType::kFLOAT, 1), desc(DataType::kFLOAT, 1)};
+        int64_t shapes[3][4] = {{1, 8, 16, 16}, {1, 8, 20, 16}, {1, 8, 20, 32}};
+        for (int t = 0; t < 3; ++t)
+            for (int i = 0; i < 4; ++i)
+                io[t].desc.dims.d[i] = shapes[t][i];
+        std::printf("configure_ok %d\n", build->configurePlugin(io, 3, io + 3, 1));
+        io[1].desc.dims.d[3] = 8;  // k's channels differ from q's
+        std::printf("configure_mismatch %d\n", build->configurePlugin(io, 3, io + 3, 1));
+    }
+
     std::vector<PluginField> bad = {PluginField("scale", &scale, PluginFieldType::kFLOAT32, 1),
         PluginField("k_divisors", divisors, PluginFieldType::kINT32, 0),
         PluginField("weights", weights, PluginFieldType::kFLOAT32, 0)};

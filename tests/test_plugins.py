@@ -137,6 +137,7 @@ def test_serialisation_round_trip_clone_and_build_contract(harness):
     assert out["supports 0"][2] == "1" and out["supports 1"][2] == "1" and out["supports 2"][2] == "0"  # no INT8
     assert out["supports_mixed"][1] == "0"  # every tensor has q's type
     assert out["workspace 1600"][2] == "0" and out["workspace 16384"][2] == str(1024 * 16384 * 4)
+    assert out["configure_ok"][1] == "0" and out["configure_mismatch"][1] == "-1"
     assert out["bad_plugin"][1] == "null" and "k_divisors is empty" in text and text.rstrip().endswith("done")
     assert "log 1 TopKSparseAttention 'bad'" in text  # reported through TensorRT's logger (kERROR = 1)
 

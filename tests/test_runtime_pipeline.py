@@ -272,3 +272,46 @@ def test_a_failing_backend_ends_the_run_with_its_message(tmp_path):
     with pytest.raises(RgbirError, match="inference failed: RuntimeError: device lost"):
         pipe.run()
     assert sink.closed
+
+
+def test_two_live_streams_with_a_tiny_queue_shut_down_cleanly():
+    """A live pairer dropping the oldest pair must never drop another stream's end marker (that hung)."""
+    cameras = [(FakeCamera(f"rgb{i}", "rgb", fps=60), FakeCamera(f"ir{i}", "ir", fps=60)) for i in range(2)]
+    start = time.monotonic()
+    cfg = dict(queue_size=1)
+    pipe, sink, _ = run_live(cameras, 1.0, backend=NumpyBackend(delay=0.05), **cfg)
+    assert time.monotonic() - start < 20
+    assert_exactly_once(sink.records, streams=2)
+
+
+def test_a_failing_sink_stops_the_run_and_releases_the_workers(tmp_path):
+    class BrokenSink(RecordingSink):
+        def write(self, result, fps):
+            if result.pair.index == 3:
+                raise OSError("disk full")
+            super().write(result, fps)
+
+    rgb_dir, ir_dir = write_folders(tmp_path, 30)
+    sink = BrokenSink()
+    pipe = Pipeline(config(queue_size=1), backend=NumpyBackend(),
+                    sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))], sinks=[sink])
+    with pytest.raises(OSError, match="disk full"):
+        pipe.run()
+    assert sink.closed and len(sink.records) == 3
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(t.name in ("inference", "postprocess") for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(t.name in ("inference", "postprocess") for t in threading.enumerate())
+
+
+def test_a_crashing_source_is_reported_not_taken_for_the_end(tmp_path):
+    class Crashing(ImageFolderSource):
+        def read(self):
+            if self.position == 2:
+                raise ValueError("driver bug")
+            return super().read()
+
+    rgb_dir, ir_dir = write_folders(tmp_path, 6)
+    with pytest.raises(RgbirError, match="capture failed: .*driver bug"):
+        Pipeline(config(), backend=NumpyBackend(), sources=[(Crashing(rgb_dir), ImageFolderSource(ir_dir))],
+                 sinks=[RecordingSink()], log=lambda m: None).run()

@@ -136,8 +136,9 @@ class CaptureThread(threading.Thread):
                 self.sink.put(END, timeout=0.1)
                 return
             except queue.Full:
-                if self.stop_event.is_set():
-                    try:
-                        self.sink.get_nowait()  # stopping: make room by discarding an unpaired frame
-                    except queue.Empty:
-                        pass
+                if self.stop_event.is_set():  # stopping: unpaired frames are not processed; make room
+                    while True:
+                        try:
+                            self.sink.get_nowait()
+                        except queue.Empty:
+                            break

@@ -39,9 +39,12 @@ def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: t
         a = _get(rgb, stop)
         b = _get(ir, stop) if ir is not None else None
         if a is END or (ir is not None and b is END):
-            if ir is not None and (a is END) != (b is END):
+            if ir is not None and (a is END) != (b is END) and not stop.is_set():
                 longer = "IR" if a is END else "RGB"
                 log(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
+            return
+        if b is not None and a.seq != b.seq:  # both sides number every frame: never pair across a gap
+            log(f"stream {stream}: RGB frame {a.seq} and IR frame {b.seq} are out of step; stopping this stream")
             return
         yield FramePair(stream, a, b)
 
@@ -73,7 +76,8 @@ class LivePairer:
             with self.changed:
                 if self.rgb.closed and self.ir.closed:
                     return
-                self.changed.wait(0.05)
+                self.changed.wait_for(lambda: self.rgb.fresh or self.ir.fresh or (self.rgb.closed and self.ir.closed),
+                                      0.05)
                 for name, slot in (("rgb", self.rgb), ("ir", self.ir)):
                     frame = slot.take()
                     if frame is not None:

@@ -25,7 +25,7 @@ from .pairing import LivePairer, pair_lockstep
 from .registration import Registration
 from .results import PairResult
 from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
-from .sources import Source, SourceError, open_source
+from .sources import Source, open_source
 from .stats import Stats
 
 DONE = object()  # end marker between the stages
@@ -139,14 +139,26 @@ class Pipeline:
         finally:
             self.stop_event.set()
             restore()
+            self._drain()
             for sink in self.sinks:
                 sink.close()
             self._collect_counters()
             if self.config.stats_json:
                 self.stats.write_json(self.config.stats_json)
-        if self.error:
-            raise RgbirError(self.error)
+        failed = [c.error for s in self.streams for c in s.captures if c.error]
+        if self.error or failed:
+            raise RgbirError(self.error or f"capture failed: {failed[0]}")
         return self.stats
+
+    def _drain(self, seconds: float = 10.0) -> None:
+        """After the main loop ends early (a sink failed), let the worker threads finish and release the backend."""
+        deadline = time.monotonic() + seconds
+        item = None
+        while item is not DONE and self.streams and time.monotonic() < deadline:
+            try:
+                item = self.results.get(timeout=0.1)
+            except queue.Empty:
+                item = None
 
     def _interrupted(self, signum=None, frame=None) -> None:
         """SIGINT/SIGTERM: a flag, not an exception, so no record is ever half-written."""
@@ -161,12 +173,12 @@ class Pipeline:
         return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
 
     def _write(self, result: PairResult) -> None:
-        self.stats.add(result)
         fps = self.stats.fps
         start = time.perf_counter()
         for sink in self.sinks:
             sink.write(result, fps)
         result.timings_ms["sink"] = (time.perf_counter() - start) * 1e3
+        self.stats.add(result)
 
     # threads --------------------------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -176,7 +188,7 @@ class Pipeline:
             for source in (s for pair in self.sources for s in pair if s is not None):
                 source.open()
                 opened.append(source)
-        except SourceError:
+        except BaseException:
             for source in opened:
                 source.close()
             raise
@@ -208,7 +220,7 @@ class Pipeline:
     def _single_live(self, stream: int, slot: LatestSlot):
         while not self.stop_event.is_set() and not slot.closed:
             with slot.changed:
-                slot.changed.wait(0.05)
+                slot.changed.wait_for(lambda: slot.fresh or slot.closed, 0.05)
                 frame = slot.take()
             if frame is not None:
                 yield FramePair(stream, frame, None)
@@ -224,10 +236,13 @@ class Pipeline:
                     except queue.Full:
                         if self.live:
                             try:
-                                self.pairs.get_nowait()
-                                self._count("pairs dropped (slow inference)")
+                                dropped = self.pairs.get_nowait()
                             except queue.Empty:
-                                pass
+                                continue
+                            if dropped is DONE:  # another stream's end marker: never drop it
+                                self.pairs.put(dropped)
+                            else:
+                                self._count("pairs dropped (slow inference)")
                         elif self.stop_event.is_set():
                             return
         finally:
@@ -288,6 +303,9 @@ class Pipeline:
         def batches():
             try:
                 self._batch_loop(prepared)
+            except Exception as e:  # the pairers keep their DONE markers coming; record why the run ended
+                self.error = self.error or f"batching failed: {type(e).__name__}: {e}"
+                self.stop_event.set()
             finally:
                 prepared.put(DONE)
 
@@ -304,10 +322,14 @@ class Pipeline:
             threading.Thread(target=target, args=args, daemon=True, name=args[0] if args else "prepare").start()
 
     def _count(self, key: str, n: int = 1) -> None:
-        self.stats.counters[key] = self.stats.counters.get(key, 0) + n
+        with self.stats.lock:
+            self.stats.counters[key] = self.stats.counters.get(key, 0) + n
 
     def _collect_counters(self) -> None:
-        counters = self.stats.counters
+        with self.stats.lock:
+            self._update_counters(self.stats.counters)
+
+    def _update_counters(self, counters: dict) -> None:
         for stream in self.streams:
             for capture in stream.captures:
                 name = capture.source.name

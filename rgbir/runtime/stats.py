@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Stats:
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # completion times for the live FPS
     counters: dict[str, int] = field(default_factory=dict)  # drops, corrupt frames, reconnects, by source
     settings: dict = field(default_factory=dict)  # the run's configuration, recorded with its figures
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # counters are shared by threads
 
     def add(self, result: PairResult) -> None:
         self.pairs += 1
@@ -59,7 +61,7 @@ class Stats:
             "pairs": self.pairs, "failed": self.failed, "detections": self.detections,
             "seconds": round(elapsed, 3), "fps": round(self.pairs / elapsed, 3) if elapsed > 0 else 0.0,
             "latency_ms": pct(self.latency), "skew_ms": pct(self.skew),
-            "stages_ms": {k: pct(v) for k, v in self.stages.items()}, "counters": dict(self.counters),
+            "stages_ms": {k: pct(v) for k, v in self.stages.items()}, "counters": self._counters(),
             "settings": self.settings,
         }
 
@@ -67,9 +69,13 @@ class Stats:
         """One periodic status line."""
         s = self.summary()
         lat = s["latency_ms"]
-        drops = sum(v for k, v in self.counters.items() if "drop" in k)
+        drops = sum(v for k, v in self._counters().items() if "drop" in k)
         return (f"{self.pairs} pairs, {self.fps:.1f} FPS, latency p50 {lat.get('p50', 0):.1f} ms "
                 f"p95 {lat.get('p95', 0):.1f} ms, dropped {drops}, failed {self.failed}")
+
+    def _counters(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counters)
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.summary(), indent=2))

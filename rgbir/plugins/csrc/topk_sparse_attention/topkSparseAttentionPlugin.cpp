@@ -67,7 +67,27 @@ IPluginV3* TopKSparseAttentionPlugin::clone() noexcept
 int32_t TopKSparseAttentionPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
-    return nbInputs == kInputs && nbOutputs == 1 ? 0 : -1;
+    if (nbInputs != kInputs || nbOutputs != 1)
+        return -1;
+    Dims const& q = in[0].desc.dims;
+    Dims const& k = in[1].desc.dims;
+    Dims const& v = in[2].desc.dims;
+    if (q.nbDims != 4 || k.nbDims != 4 || v.nbDims != 4)
+    {
+        logError("TopKSparseAttention: q, k and v must be 4-D (batch, heads, tokens, channels)");
+        return -1;
+    }
+    // -1 marks a dimension unknown until run time; check what is known
+    auto differ = [](int64_t a, int64_t b) { return a >= 0 && b >= 0 && a != b; };
+    bool const bad = differ(q.d[0], k.d[0]) || differ(q.d[0], v.d[0]) || differ(q.d[1], k.d[1])
+        || differ(q.d[1], v.d[1]) || differ(q.d[3], k.d[3]) || differ(k.d[2], v.d[2])
+        || q.d[3] > RGBIR_TOPK_MAX_HEAD_DIM || v.d[3] > RGBIR_TOPK_MAX_HEAD_DIM;
+    if (bad)
+    {
+        logError("TopKSparseAttention: need q (B,H,N,D), k (B,H,N1,D), v (B,H,N1,DV) with D, DV <= 256");
+        return -1;
+    }
+    return 0;
 }
 
 int32_t TopKSparseAttentionPlugin::getOutputDataTypes(
