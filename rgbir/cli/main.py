@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import calibrate, check, export, info, parity, plugins, run, val
+from . import calibrate, check, export, info, parity, plugins, run, train, val
 
-COMMANDS = (info, export, check, parity, run, calibrate, val, plugins)
+COMMANDS = (info, export, check, parity, run, calibrate, train, val, plugins)
 
 
 def build_parser() -> argparse.ArgumentParser:

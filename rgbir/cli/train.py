@@ -1,0 +1,38 @@
+"""``rgbir train``: train or fine-tune a YOLO11-MM detector on a paired RGB+IR dataset (CPU or GPU)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_arguments, image_size, load_model
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a detector on a paired dataset", description=__doc__.strip("`"))
+    add_model_arguments(p)
+    p.add_argument("--data", required=True, help="data.yaml with train/val splits")
+    p.add_argument("-o", "--output", default="model.safetensors", help="where to save the EMA weights")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--imgsz", type=image_size, default=(256, 320), help="training input H or H,W")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.dataset import load_dataset
+    from ..errors import RgbirError
+    from ..train.trainer import TrainConfig, train
+
+    names = load_dataset(args.data, "val").names
+    if args.nc is None and not args.model.endswith((".pt", ".pth", ".safetensors")):
+        args.nc = len(names)  # a config: size its head for the dataset
+    model = load_model(args)
+    if model.nc != len(names):
+        raise RgbirError(f"the model has {model.nc} classes but {args.data} names {len(names)}: pass --nc")
+    model.names = dict(names)
+    config = TrainConfig(epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, lr=args.lr, seed=args.seed)
+    train(model, args.data, config, args.output)
+    print(f"saved {args.output}")
+    return 0

@@ -1,0 +1,133 @@
+"""A small training routine for YOLO11-MM detectors on paired datasets: enough to fine-tune or train the demo
+model on CPU. Letterbox as at inference, horizontal flips of both modalities, RGB brightness jitter; AdamW
+with linear warm-up and cosine decay; an exponential moving average of the weights is what gets saved."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from ..data.dataset import PairedDataset, Sample, load_dataset
+from ..metadata import InputSpec
+from ..models import Detector, save
+from ..runtime.preprocess import letterbox, to_input
+from .loss import DetectionLoss
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch: int = 8
+    imgsz: tuple[int, int] = (256, 320)
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    flip: float = 0.5
+    brightness: float = 0.3  # RGB gain jitter: ×(1 ± brightness)
+    seed: int = 0
+
+
+def load_pair(sample: Sample, imgsz: tuple[int, int], ir_channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Letterboxed RGB (3,H,W), IR (C,H,W) as float32 in [0,1], and labels (K,5) [cls, cx, cy, w, h] in the
+    letterboxed frame."""
+    rgb = cv2.imread(str(sample.rgb), cv2.IMREAD_COLOR)
+    ir = cv2.imread(str(sample.ir), cv2.IMREAD_GRAYSCALE)
+    rgb_box, info = letterbox(rgb, imgsz)
+    ir_box, _ = letterbox(ir, imgsz)
+    x = to_input(rgb_box, InputSpec("rgb", 3, "RGB"))[0]
+    y = to_input(ir_box, InputSpec("ir", ir_channels, "GRAY" if ir_channels == 1 else "RGB"))[0]
+    h0, w0 = rgb.shape[:2]
+    h, w = imgsz
+    boxes = sample.boxes.copy()
+    if len(boxes):
+        boxes[:, 0] = (boxes[:, 0] * w0 * info.scale + info.pad_left) / w
+        boxes[:, 1] = (boxes[:, 1] * h0 * info.scale + info.pad_top) / h
+        boxes[:, 2] *= w0 * info.scale / w
+        boxes[:, 3] *= h0 * info.scale / h
+    labels = np.concatenate([sample.classes[:, None].astype(np.float32), boxes], 1)
+    return x, y, labels
+
+
+class PairedBatches:
+    """Shuffled mini-batches of (rgb, ir, targets) with flips and brightness jitter; images cached in memory."""
+
+    def __init__(self, dataset: PairedDataset, config: TrainConfig, ir_channels: int):
+        self.config = config
+        self.items = [load_pair(s, config.imgsz, ir_channels) for s in dataset.samples]
+        self.rng = np.random.default_rng(config.seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.items) / self.config.batch)
+
+    def __iter__(self):
+        order = self.rng.permutation(len(self.items))
+        for start in range(0, len(order), self.config.batch):
+            rgbs, irs, targets = [], [], []
+            for j, k in enumerate(order[start: start + self.config.batch]):
+                rgb, ir, labels = self.items[k]
+                labels = labels.copy()
+                if self.rng.random() < self.config.flip:
+                    rgb, ir = rgb[:, :, ::-1], ir[:, :, ::-1]
+                    labels[:, 1] = 1 - labels[:, 1]
+                gain = 1 + self.rng.uniform(-self.config.brightness, self.config.brightness)
+                rgbs.append(np.clip(rgb * gain, 0, 1))
+                irs.append(ir)
+                targets.append(np.concatenate([np.full((len(labels), 1), j, np.float32), labels], 1))
+            yield (torch.from_numpy(np.stack(rgbs)).float(), torch.from_numpy(np.stack(irs)).float(),
+                   torch.from_numpy(np.concatenate(targets)).float())
+
+
+def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None,
+          log: Callable[[str], None] = print) -> Detector:
+    """Train ``model`` on the dataset's train split; returns the EMA model (also saved to ``output``)."""
+    torch.manual_seed(config.seed)
+    batches = PairedBatches(load_dataset(data, "train"), config, model.ir_channels)
+    loss_fn = DetectionLoss(model.head)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    total = config.epochs * len(batches)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    step = 0
+    for epoch in range(config.epochs):
+        model.train()
+        start, sums = time.perf_counter(), torch.zeros(3)
+        for rgb, ir, targets in batches:
+            lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, parts = loss_fn(model(rgb, ir), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            d = config.ema_decay * (1 - math.exp(-step / 200))  # ramps up as upstream's ModelEMA
+            with torch.no_grad():
+                for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+                    if e.dtype.is_floating_point:
+                        e.mul_(d).add_(m.detach(), alpha=1 - d)
+                    else:
+                        e.copy_(m)
+            sums += parts
+            step += 1
+        box, cls, dfl = (sums / len(batches)).tolist()
+        log(f"epoch {epoch + 1}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} "
+            f"({time.perf_counter() - start:.1f} s)")
+    ema.eval()
+    if output is not None:
+        save(ema, output, meta={"train": {"epochs": config.epochs, "imgsz": list(config.imgsz), "data": str(data)}})
+    return ema
