@@ -52,10 +52,11 @@ def test_training_overfits_a_few_scenes(tmp_path):
     (tmp_path / "syn" / "data.yaml").write_text((tmp_path / "syn" / "data.yaml").read_text().replace(
         "val: images/val", "val: images/train"))  # score on the training scenes: an overfit check
     model = build_model("yolo11n-mm-mid", names=["person", "car", "sign"])
-    ema = train(model, data, TrainConfig(epochs=40, batch=6, imgsz=(96, 128), lr=4e-3, warmup_steps=5,
+    # 400 steps: task-aligned targets scale with the IoU already reached, so small objects start slowly
+    ema = train(model, data, TrainConfig(epochs=400, batch=6, imgsz=(96, 128), lr=4e-3, warmup_steps=5,
                                          flip=0.0, brightness=0.0), output=tmp_path / "m.safetensors",
                 log=lambda m: None)
     result = validate(TorchBackend(ema, imgsz=(96, 128)), str(data))
-    assert result.ap.map50 > 0.5, result.ap.per_class()
+    assert result.ap.map50 > 0.9 and result.ap.map > 0.8, result.ap.per_class()
     reloaded = load(tmp_path / "m.safetensors")
     assert reloaded.names == {0: "person", 1: "car", 2: "sign"}

@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
                    help="also compare on this image pair (repeatable)")
     p.add_argument("--match-iou", type=float, default=0.9, help="IoU for matching detections (default 0.9)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="also compare mAP on this dataset's val split (data.yaml)")
     p.set_defaults(run=run)
 
 
@@ -52,5 +53,13 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"detections: reference {d.reference}, candidate {d.candidate}, matched {d.matched} "
                   f"(IoU >= {args.match_iou}, mean IoU {d.mean_iou:.4f}); agreement {report.agreement:.3f}"
                   + ("" if report.outputs else f" (needs {report.min_agreement})"), soft_wrap=True)
+    if args.data:
+        from ..eval.validate import validate
+
+        h, w = meta.imgsz
+        for name, backend in ((report.reference, TorchBackend(model, imgsz=(h, w))), (report.candidate, candidate)):
+            r = validate(backend, args.data)
+            console.print(f"{name:<12} mAP50 {r.ap.map50:.4f}  mAP50-95 {r.ap.map:.4f}  ({r.images} images)",
+                          soft_wrap=True)
     console.print("PASS" if report.passed else "FAIL")
     return 0 if report.passed else 1

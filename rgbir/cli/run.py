@@ -90,13 +90,17 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime.pipeline import Pipeline
+
+    print_stats(Pipeline(config_from_args(args)).run())
+    return 0
+
+
+def print_stats(stats) -> None:
+    """The final statistics table of a run."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..runtime.pipeline import Pipeline
-
-    config = config_from_args(args)
-    stats = Pipeline(config).run()
     s = stats.summary()
     table = Table(title=f"rgbir run: {s['pairs']} pairs in {s['seconds']:.1f} s ({s['fps']:.1f} FPS)")
     for column in ("measure", "mean", "p50", "p95", "p99"):
@@ -110,4 +114,3 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"detections: {s['detections']}, failed pairs: {s['failed']}", soft_wrap=True)
     for key, value in s["counters"].items():
         console.print(f"  {key}: {value}", soft_wrap=True)
-    return 0

@@ -1,6 +1,7 @@
 """Synthetic paired RGB + IR scenes with YOLO labels, where the two modalities genuinely disagree.
 
-- People and cars are warm: always bright in IR; in RGB they show by day but nearly vanish at night or in fog.
+- People and cars are warm: always bright in IR; in RGB they show by day but not at all at night or in fog
+  (a first version left a faint residue, and a CNN learned to read it: RGB alone then matched fusion).
 - Signs are cold and retro-reflective: clearly coloured in RGB by day and night (half washed out in fog), at
   background temperature, so invisible in IR.
 - Both cameras add sensor noise; the IR camera has a lower resolution and, optionally, a known misalignment
@@ -90,9 +91,10 @@ def render(objects: list[SceneObject], condition: str, config: SceneConfig, rng:
     base = rng.integers(60, 200, 3).astype(np.float32)
     gradient = np.linspace(0.7, 1.3, h, dtype=np.float32)[:, None, None]
     rgb = np.clip(base[None, None, :] * gradient + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.float32)
-    for o in objects:
-        if o.cls in WARM:
-            _draw(rgb, o, o.color)
+    if condition == "day":
+        for o in objects:
+            if o.cls in WARM:
+                _draw(rgb, o, o.color)
     if condition == "night":
         rgb = rgb * 0.08 + 4
     elif condition == "fog":

@@ -223,8 +223,9 @@ def default_channel_order(model: Detector, fmt: str) -> dict[str, str]:
     return {"rgb": "RGB", "ir": "RGB"} if model.multimodal else {"rgb": "RGB"}
 
 
-def save(model: Detector, path: str | Path, meta: dict | None = None) -> Path:
-    """Write rgbir's own format: one safetensors file with the weights, the YAML, class names and metadata."""
+def save(model: Detector, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
+    """Write rgbir's own format: one safetensors file with the weights, the YAML, class names and metadata
+    (``half``: store floating-point weights as FP16, half the size; they load back as float32)."""
     from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
@@ -238,7 +239,8 @@ def save(model: Detector, path: str | Path, meta: dict | None = None) -> Path:
         "rgbir.meta": json.dumps({"rgbir_version": __version__, **(meta or {}),
                                   **({"source": asdict(info)} if info else {})}),
     }
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=header)
     return path
 
