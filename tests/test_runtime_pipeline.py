@@ -315,3 +315,11 @@ def test_a_crashing_source_is_reported_not_taken_for_the_end(tmp_path):
     with pytest.raises(RgbirError, match="capture failed: .*driver bug"):
         Pipeline(config(), backend=NumpyBackend(), sources=[(Crashing(rgb_dir), ImageFolderSource(ir_dir))],
                  sinks=[RecordingSink()], log=lambda m: None).run()
+
+
+def test_a_normal_run_ends_as_soon_as_the_sources_do(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 5)
+    start = time.monotonic()
+    Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))],
+             sinks=[RecordingSink()]).run()
+    assert time.monotonic() - start < 5  # no waiting for a second end marker after the first

@@ -120,6 +120,7 @@ class Pipeline:
     def run(self) -> Stats:
         restore = self._install_signals()
         last_line = time.monotonic()
+        finished = False
         try:
             self._start()
             while True:
@@ -128,6 +129,7 @@ class Pipeline:
                 except queue.Empty:
                     item = None
                 if item is DONE:
+                    finished = True
                     break
                 if item is not None:
                     self._write(item)
@@ -139,7 +141,8 @@ class Pipeline:
         finally:
             self.stop_event.set()
             restore()
-            self._drain()
+            if not finished:  # left early (a sink failed): let the workers finish and release the backend
+                self._drain()
             for sink in self.sinks:
                 sink.close()
             self._collect_counters()
@@ -151,7 +154,7 @@ class Pipeline:
         return self.stats
 
     def _drain(self, seconds: float = 10.0) -> None:
-        """After the main loop ends early (a sink failed), let the worker threads finish and release the backend."""
+        """Consume results until the workers' end marker (bounded in time), so no worker stays blocked."""
         deadline = time.monotonic() + seconds
         item = None
         while item is not DONE and self.streams and time.monotonic() < deadline:
