@@ -42,11 +42,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model(args: argparse.Namespace):
     """Build from a config or load weights, as the model arguments say."""
     require_torch("loading a model")
-    from pathlib import Path
+    from ..models import open_model
 
-    from ..models import build_model, load
-
-    weights_suffixes = {".pt", ".pth", ".safetensors"}
-    if Path(args.model).suffix in weights_suffixes:
-        return load(args.model, cfg=args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)
-    return build_model(args.model, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)
+    return open_model(args.model, args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)

@@ -33,13 +33,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.weights.is_file():
         raise RgbirError(f"no demo weights at {args.weights}: reinstall rgbir or pass --weights")
     require_torch("the demo's ONNX export")
+    from safetensors import safe_open
+
     from ..data.synthetic import SceneConfig, write_clip
     from ..export import ExportOptions, export_onnx
     from ..models import load
     from ..models.checkpoint import file_sha256
 
     cache = cache_dir().parent / "demo"
-    meta = json.loads(__import__("safetensors").safe_open(str(args.weights), "np").metadata()["rgbir.meta"])
+    with safe_open(str(args.weights), "np") as weights:
+        meta = json.loads(weights.metadata()["rgbir.meta"])
     imgsz = tuple(meta.get("demo", {}).get("imgsz", (160, 192)))
     clip_dir = cache / f"clip-{args.frames}"
     if not (clip_dir / "ir.avi").is_file():

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..errors import RgbirError
-    from ..models import build_model, load
+    from ..models import is_weights_file, open_model
     from ..parity import compare, image_inputs, random_inputs
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.backends.torch_backend import TorchBackend
@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     meta = candidate.metadata
     if meta is None:
         raise RgbirError(f"{args.onnx} has no rgbir metadata: export it with 'rgbir export'")
-    weights = args.model.endswith((".pt", ".pth", ".safetensors"))
-    model = load(args.model, cfg=args.cfg) if weights else build_model(args.model, nc=meta.nc)
+    model = open_model(args.model, args.cfg, nc=None if is_weights_file(args.model) else meta.nc)
     inputs = random_inputs(meta, args.samples, args.seed) + image_inputs(meta, [tuple(p) for p in args.pair])
     report = compare(TorchBackend(model), candidate, inputs, meta, args.match_iou)
 

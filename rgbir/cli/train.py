@@ -23,10 +23,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.dataset import load_dataset
     from ..errors import RgbirError
+    from ..models import is_weights_file
     from ..train.trainer import TrainConfig, train
 
     names = load_dataset(args.data, "val").names
-    if args.nc is None and not args.model.endswith((".pt", ".pth", ".safetensors")):
+    if args.nc is None and not is_weights_file(args.model):
         args.nc = len(names)  # a config: size its head for the dataset
     model = load_model(args)
     if model.nc != len(names):

@@ -34,6 +34,20 @@ SUPPORTED_UPSTREAM = {
 }
 ACTIVATIONS = (nn.SiLU, nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Sigmoid)
 SAFETENSORS_MAGIC_KEY = "rgbir.config"
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+def is_weights_file(spec: str | Path) -> bool:
+    """True for a weights file (by suffix); anything else names a config."""
+    return str(spec).endswith(WEIGHTS_SUFFIXES)
+
+
+def open_model(spec: str | Path, cfg=None, *, scale: str | None = None, nc: int | None = None,
+               ir_channels: int | None = None) -> Detector:
+    """Load a weights file or build a config, whichever ``spec`` names."""
+    if is_weights_file(spec):
+        return load(spec, cfg=cfg, scale=scale, nc=nc, ir_channels=ir_channels)
+    return build_model(spec, scale=scale, nc=nc, ir_channels=ir_channels)
 
 
 class StandIn(nn.Module):

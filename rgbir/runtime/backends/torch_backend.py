@@ -25,10 +25,9 @@ class TorchBackend(Backend):
 
     @classmethod
     def from_file(cls, path: str, **kwargs) -> "TorchBackend":
-        from ...models import build_model, load
+        from ...models import open_model
 
-        weights = str(path).endswith((".pt", ".pth", ".safetensors"))
-        return cls(load(path) if weights else build_model(path), **kwargs)
+        return cls(open_model(path), **kwargs)
 
     @property
     def input_names(self) -> list[str]:
