@@ -49,9 +49,7 @@ def config_from_args(args: argparse.Namespace):
     from dataclasses import replace
 
     from ..errors import RgbirError
-    from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig, load_config
-    from ..runtime.pairing import PairingConfig
-    from ..runtime.thermal import ThermalAGC
+    from ..runtime.config import PipelineConfig, StreamConfig, load_config
 
     if len(args.ir) not in (0, len(args.rgb)):
         raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")
@@ -84,8 +82,6 @@ def config_from_args(args: argparse.Namespace):
     if args.show:
         sinks["show"] = True
     config.sinks = replace(config.sinks, **sinks) if sinks else config.sinks
-    assert isinstance(config.pairing, PairingConfig) and isinstance(config.thermal, ThermalAGC)
-    assert isinstance(config.sinks, SinkConfig)
     return config
 
 
