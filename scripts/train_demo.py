@@ -1,6 +1,6 @@
 """Train rgbir's demo detector reproducibly: YOLO11n-MM with MSC fusion on the synthetic RGB+IR scenes.
 
-    python scripts/train_demo.py [--out rgbir/assets/demo-yolo11n-mm-msc.safetensors] [--epochs 25]
+    python scripts/train_demo.py [--config yolo11n-mm-mid-msc-res] [--out rgbir/assets/demo-yolo11n-mm-msc.safetensors]
 
 Generates the dataset (seeded), trains on CPU, reports mAP on the validation scenes for fused input and for
 each modality alone (the other one blanked), and saves FP16 weights.
@@ -25,6 +25,7 @@ SIZE = (160, 192)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="yolo11n-mm-mid-msc-res", help="shipped config name or YAML")
     parser.add_argument("--out", type=Path, default=Path("rgbir/assets/demo-yolo11n-mm-msc.safetensors"))
     parser.add_argument("--data", type=Path, default=Path("runs/demo-data"))
     parser.add_argument("--train", type=int, default=800)
@@ -36,7 +37,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = write_dataset(args.data, args.train, args.val, SceneConfig(size=SIZE, seed=args.seed))
-    model = build_model("yolo11n-mm-mid-msc", names=["person", "car", "sign"])
+    model = build_model(args.config, names=["person", "car", "sign"])
     start = time.perf_counter()
     ema = train(model, data, TrainConfig(epochs=args.epochs, batch=8, imgsz=SIZE, lr=3e-3, seed=args.seed))
     print(f"trained in {time.perf_counter() - start:.0f} s")

@@ -10,7 +10,7 @@ import numpy as np
 
 from media import frame_pair
 from rgbir.metadata import InputSpec, ModelMetadata
-from rgbir.runtime.backends import Backend
+from rgbir.runtime.backends import Backend, TensorSpec
 from rgbir.runtime.sinks import Sink
 from rgbir.runtime.sources import Source, SourceError
 
@@ -66,12 +66,13 @@ class NumpyBackend(Backend):
         self.calls = 0
 
     @property
-    def input_names(self):
-        return ["rgb", "ir"]
+    def inputs(self):
+        h, w = self.metadata.imgsz
+        return [TensorSpec(n, (None, 3, h, w), np.dtype(np.float32)) for n in ("rgb", "ir")]
 
     @property
-    def output_names(self):
-        return ["predictions"]
+    def outputs(self):
+        return [TensorSpec("predictions", (None, 4 + self.metadata.nc, 8), np.dtype(np.float32))]
 
     def infer(self, rgb, ir=None):
         self.calls += 1

@@ -29,6 +29,20 @@ def require_torch(feature: str):
     return torch
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that pick and tune the inference backend (each backend ignores the others' options)."""
+    from ..runtime.backends import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="default auto: .onnx → onnxruntime, .engine/.plan → tensorrt, weights → pytorch")
+    parser.add_argument("--providers", nargs="+", metavar="EP",
+                        help="ONNX Runtime providers in preference order: cuda, tensorrt, cpu (default: cuda if "
+                             "installed, else cpu)")
+    parser.add_argument("--device", help="GPU for TensorRT (0, cuda:1) or device for PyTorch (cpu, cuda)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="TensorRT: replay copy-in/execute/copy-out as one CUDA graph")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that pick a model: a config or weights file, plus overrides for configs and state_dicts."""
     parser.add_argument("model", help="shipped config name (e.g. yolo11n-mm-mid-msc), YAML path, or weights file "

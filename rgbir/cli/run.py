@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import image_size
+from .common import add_backend_arguments, image_size
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.strip("`"))
-    p.add_argument("--model", help="exported .onnx (ONNX Runtime) or weights/config (PyTorch)")
+    p.add_argument("--model", help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--rgb", action="append", default=[], metavar="SRC",
                    help="visible camera: device index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline "
                         "('... ! appsink'), video file or image folder; repeat for several camera pairs")
@@ -17,8 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ir-fourcc", help="thermal camera pixel format, e.g. 'Y16 ' for 16-bit radiometric V4L2 "
                                        "cameras (FLIR Boson/Lepton); frames then go through --agc")
     p.add_argument("--config", help="run settings YAML (flags given here override it)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "pytorch"))
-    p.add_argument("--providers", nargs="+", help="ONNX Runtime providers in preference order")
+    add_backend_arguments(p)
     p.add_argument("--imgsz", type=image_size, help="network input H or H,W for the PyTorch backend")
     p.add_argument("--conf", type=float, help="score threshold (default 0.25)")
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
@@ -56,6 +55,7 @@ def config_from_args(args: argparse.Namespace):
     streams = [StreamConfig(r, i, args.ir_fourcc) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] \
         or None
     top = {"model": args.model, "streams": streams, "backend": args.backend, "providers": args.providers,
+           "device": args.device, "cuda_graph": args.cuda_graph or None,
            "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
            "classes": args.classes, "mode": args.mode, "registration": args.registration, "batch": args.batch,
            "stats_interval": args.stats_interval, "stats_json": args.stats_json}

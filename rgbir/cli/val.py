@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .common import image_size
+from .common import add_backend_arguments, image_size
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.strip("`"))
-    p.add_argument("--model", required=True, help="exported .onnx (ONNX Runtime) or weights/config (PyTorch)")
+    p.add_argument("--model", required=True,
+                   help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--data", required=True, help="data.yaml (path, val, names, modality: {rgb, ir})")
     p.add_argument("--split", default="val")
     p.add_argument("--imgsz", type=image_size, default=(640, 640), help="network input for the PyTorch backend")
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=0.7)
     p.add_argument("--blank", choices=("rgb", "ir"), help="zero one modality (single-modality ablation)")
+    add_backend_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -26,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.validate import validate
     from ..runtime.backends import open_backend
 
-    kwargs = {} if args.model.endswith(".onnx") else {"imgsz": args.imgsz}
-    result = validate(open_backend(args.model, **kwargs), args.data, args.split, args.conf, args.iou, args.blank)
+    backend = open_backend(args.model, args.backend or "auto", imgsz=args.imgsz, providers=args.providers,
+                           device=args.device, cuda_graph=args.cuda_graph)
+    result = validate(backend, args.data, args.split, args.conf, args.iou, args.blank)
     table = Table(title=f"{args.model} on {args.data} ({args.split}, {result.images} images, "
                         f"{result.instances} instances{', ' + args.blank + ' blanked' if args.blank else ''})")
     for column in ("class", "mAP50", "mAP50-95"):

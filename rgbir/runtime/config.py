@@ -34,8 +34,11 @@ class SinkConfig:
 class PipelineConfig:
     model: str
     streams: list[StreamConfig]
-    backend: str = "auto"  # "auto" | "onnxruntime" | "pytorch"
+    backend: str = "auto"  # "auto" (from the file: .onnx, .engine, weights) | "onnxruntime" | "tensorrt" | "pytorch"
     providers: list[str] | None = None  # ONNX Runtime execution providers, in preference order
+    device: str | None = None  # GPU for TensorRT ('0', 'cuda:1') or PyTorch ('cpu', 'cuda')
+    cuda_graph: bool = False  # TensorRT: replay copy-in/execute/copy-out as one CUDA graph
+    contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
     imgsz: tuple[int, int] = (640, 640)  # network input for the PyTorch backend (an ONNX file says its own)
     conf: float = 0.25
     iou: float = 0.7
@@ -54,8 +57,10 @@ class PipelineConfig:
     def validate(self) -> None:
         if not self.streams:
             raise RgbirError("no camera pair configured: give --rgb (and --ir)")
-        if self.backend not in ("auto", "onnxruntime", "pytorch"):
-            raise RgbirError(f"backend must be auto, onnxruntime or pytorch, got '{self.backend}'")
+        from .backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
         if self.mode not in ("auto", "files", "live"):
             raise RgbirError(f"mode must be auto, files or live, got '{self.mode}'")
         if self.batch < 1 or self.queue_size < 1:

@@ -81,12 +81,9 @@ class Pipeline:
 
     # construction -----------------------------------------------------------------------------------------
     def _open_backend(self) -> Backend:
-        kind = self.config.backend
-        if kind == "auto":
-            kind = "onnxruntime" if self.config.model.endswith(".onnx") else "pytorch"
-        if kind == "onnxruntime":
-            return open_backend(self.config.model, providers=self.config.providers)
-        return open_backend(self.config.model, imgsz=self.config.imgsz)
+        c = self.config
+        return open_backend(c.model, c.backend, providers=c.providers, imgsz=c.imgsz, device=c.device,
+                            cuda_graph=c.cuda_graph, contexts=c.contexts)
 
     def _is_live(self) -> bool:
         if self.config.mode != "auto":

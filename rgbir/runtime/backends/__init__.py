@@ -1,20 +1,52 @@
 """Inference backends behind one interface: ``infer(rgb, ir) -> {output name: array}``.
 
-Every backend takes the same preprocessed float arrays (B,3,H,W) and (B,Xch,H,W) and returns numpy arrays
-named as the exported graph's outputs, so parity checks and the runtime never special-case a backend.
+Every backend takes the same preprocessed float arrays (B,3,H,W) and (B,Xch,H,W), declares its input and
+output tensors, and returns numpy arrays named as the exported graph's outputs, so parity checks and the
+runtime never special-case a backend.
 """
 
-from .base import Backend
+from __future__ import annotations
 
-__all__ = ["Backend", "open_backend"]
+from pathlib import Path
+
+from .base import Backend, TensorSpec
+
+__all__ = ["BACKENDS", "Backend", "TensorSpec", "backend_kind", "open_backend"]
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch")
 
 
-def open_backend(model: str, **kwargs) -> Backend:
-    """A backend for a model file: ``.onnx`` → ONNX Runtime; ``.pt``/``.safetensors``/config → PyTorch."""
-    if str(model).endswith(".onnx"):
+def backend_kind(model: str | Path) -> str:
+    """The backend a model file implies: .onnx → onnxruntime, .engine/.plan/.trt → tensorrt, else pytorch."""
+    from .tensorrt_backend import ENGINE_SUFFIXES
+
+    suffix = Path(str(model)).suffix.lower()
+    return "onnxruntime" if suffix == ".onnx" else "tensorrt" if suffix in ENGINE_SUFFIXES else "pytorch"
+
+
+def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] | None = None,
+                 threads: int | None = None, imgsz: tuple[int, int] = (640, 640), device: str | None = None,
+                 cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None) -> Backend:
+    """A backend for ``model``; each backend takes the options that concern it and ignores the rest.
+
+    onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library ·
+    pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
+    """
+    kind = backend_kind(model) if kind == "auto" else kind
+    if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, **kwargs)
-    from .torch_backend import TorchBackend
+        return OnnxRuntimeBackend(model, providers=providers, threads=threads)
+    if kind == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
 
-    return TorchBackend.from_file(model, **kwargs)
+        gpu = int(device.rpartition(":")[2]) if device and device[-1].isdigit() else 0  # 'cuda:1', '1' → 1
+        return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
+                               plugin_library=plugin_library)
+    if kind == "pytorch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend.from_file(str(model), imgsz=imgsz, device=device or "cpu")
+    from ...errors import RgbirError
+
+    raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")

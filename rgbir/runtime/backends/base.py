@@ -1,12 +1,21 @@
-"""The backend interface."""
+"""The backend interface: declared input/output tensors and ``infer(rgb, ir) -> {output name: array}``."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import RgbirError
 from ...metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | None, ...]  # None: dynamic (batch)
+    dtype: np.dtype
 
 
 class Backend(ABC):
@@ -17,20 +26,30 @@ class Backend(ABC):
 
     @property
     @abstractmethod
-    def input_names(self) -> list[str]: ...
+    def inputs(self) -> list[TensorSpec]: ...
 
     @property
     @abstractmethod
-    def output_names(self) -> list[str]: ...
+    def outputs(self) -> list[TensorSpec]: ...
 
     @abstractmethod
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One forward pass on float arrays normalised as the metadata says; returns outputs by name."""
 
-    def feeds(self, rgb: np.ndarray, ir: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Map (rgb, ir) onto the model's named inputs, checking the IR input is given when needed."""
-        if "ir" in self.input_names and ir is None:
-            from ...errors import RgbirError
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
 
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def feeds(self, rgb: np.ndarray, ir: np.ndarray | None) -> dict[str, np.ndarray]:
+        """(rgb, ir) as the model's named inputs, contiguous and in each input's dtype; checks IR is given."""
+        given = {"rgb": rgb, "ir": ir}
+        if "ir" in self.input_names and ir is None:
             raise RgbirError(f"{self.name}: this model needs an IR input")
-        return {"rgb": rgb, "ir": ir} if "ir" in self.input_names else {"rgb": rgb}
+        return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
+
+    def close(self) -> None:
+        """Release device memory and handles (backends holding none need not override)."""

@@ -1,22 +1,49 @@
-"""ONNX Runtime backend: CPU by default, CUDA/TensorRT execution providers when available and asked for."""
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers by availability and preference.
+
+On a GPU provider the inputs and outputs go through IO binding (outputs allocated on the device and copied
+back once), instead of ``session.run``'s per-call host staging.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import RgbirError
 from ...metadata import METADATA_KEY, ModelMetadata
-from .base import Backend
+from .base import Backend, TensorSpec
 
-DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+          "tensor(int32)": np.int32}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+AUTO = ["cuda", "cpu"]  # TensorRT EP only when asked: it builds an engine on the first run (minutes)
+DEVICE = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+
+
+def choose_providers(preference: list[str] | None, available: list[str]) -> list[str]:
+    """Provider names in preference order ('cpu', 'cuda', 'tensorrt' or full names; None = CUDA if present, else
+    CPU), CPU always last as the fallback for nodes a GPU provider does not take."""
+    auto = preference is None or list(preference) == ["auto"]
+    wanted = [PROVIDERS.get(p.lower(), p) for p in (AUTO if auto else preference)]
+    missing = [p for p in wanted if p not in available]
+    if missing and not auto:
+        raise RgbirError(f"ONNX Runtime provider(s) {', '.join(missing)} not available here (available: "
+                         f"{', '.join(available)}): pip install onnxruntime-gpu for CUDA/TensorRT, or choose cpu")
+    chosen = [p for p in wanted if p in available and p != "CPUExecutionProvider"]
+    return chosen + ["CPUExecutionProvider"]
+
+
+def _shape(dims) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) else None for d in dims)
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 io_binding: bool | None = None):
         import onnxruntime as ort
 
         if not Path(path).is_file():
@@ -24,24 +51,47 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        available = ort.get_available_providers()
-        chosen = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
+        chosen = choose_providers(providers, ort.get_available_providers())
+        provider_options = [self._provider_options(p) for p in chosen]
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+            self.session = ort.InferenceSession(str(path), options, providers=chosen,
+                                                provider_options=provider_options)
         except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
             raise RgbirError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None
-        self._inputs = {i.name: DTYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
+        self.providers = self.session.get_providers()
+        self.device = DEVICE.get(self.providers[0], "cpu")
+        self.io_binding = self.device != "cpu" if io_binding is None else io_binding
+        self._inputs = [TensorSpec(i.name, _shape(i.shape), np.dtype(DTYPES.get(i.type, np.float32)))
+                        for i in self.session.get_inputs()]
+        self._outputs = [TensorSpec(o.name, _shape(o.shape), np.dtype(DTYPES.get(o.type, np.float32)))
+                         for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _provider_options(provider: str) -> dict:
+        if provider == "TensorrtExecutionProvider":  # keep ORT's TensorRT engines between runs
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rgbir" / "ort-tensorrt"
+            return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+                    "trt_timing_cache_enable": "True"}
+        return {}
 
     @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
 
     @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        feeds = {k: np.ascontiguousarray(v, dtype=self._inputs[k]) for k, v in self.feeds(rgb, ir).items()}
-        return dict(zip(self.output_names, self.session.run(None, feeds)))
+        feeds = self.feeds(rgb, ir)
+        if not self.io_binding:
+            return dict(zip(self.output_names, self.session.run(None, feeds)))
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        for name in self.output_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, TensorSpec
 
 
 class TorchBackend(Backend):
@@ -30,17 +30,17 @@ class TorchBackend(Backend):
         return cls(open_model(path), **kwargs)
 
     @property
-    def input_names(self) -> list[str]:
-        return ["rgb", "ir"] if self.model.multimodal else ["rgb"]
+    def inputs(self) -> list[TensorSpec]:
+        dtype = np.dtype(np.float16 if self.dtype == self.torch.float16 else np.float32)
+        return [TensorSpec(s.name, (None, s.channels, None, None), dtype) for s in self.metadata.inputs]  # any size
 
     @property
-    def output_names(self) -> list[str]:
-        return ["predictions"]
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("predictions", (None, 4 + self.metadata.nc, None), np.dtype(np.float32))]
 
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feeds = self.feeds(rgb, ir)
-        tensors = [self.torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, self.dtype)
-                   for n in self.input_names]
+        tensors = [self.torch.from_numpy(feeds[n]).to(self.device) for n in self.input_names]
         with self.torch.inference_mode():
             out = self.model(*tensors)
         return {"predictions": out.float().cpu().numpy()}

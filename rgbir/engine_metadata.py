@@ -1,0 +1,117 @@
+"""The sidecar JSON next to a TensorRT engine: what the runtime needs to know and to check before loading it.
+
+The engine stays a plain TensorRT plan (trtexec, DeepStream and Triton read it as is); ``model.engine.json``
+carries the ONNX metadata plus how and where the engine was built. TensorRT plans only load in the TensorRT
+version and on the GPU (compute capability) they were built for, unless built version-compatible (any later
+TensorRT of the same major version) or hardware-compatible; ``check_compatible`` refuses the rest with a clear
+message instead of TensorRT's deserialisation error. Torch- and TensorRT-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RgbirError
+from .metadata import ModelMetadata
+
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass
+class EngineMetadata:
+    model: ModelMetadata  # the ONNX metadata, with ``precision`` set to the engine's
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: tuple[int, int]
+    build: dict[str, Any] = field(default_factory=dict)  # the BuildOptions that made it, as JSON
+    version_compatible: bool = False
+    hardware_compatible: bool = False  # built with a hardware-compatibility level (Ampere+)
+    plugin_library: str | None = None
+    plugin_sha256: str | None = None
+    plugins_embedded: bool = False  # plugin library serialised into the plan (plugins_to_serialize)
+    onnx_sha256: str | None = None
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["model"] = json.loads(self.model.to_json())
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EngineMetadata":
+        d = json.loads(text)
+        d["model"] = ModelMetadata.from_json(json.dumps(d["model"]))
+        d["compute_capability"] = tuple(d["compute_capability"])
+        return cls(**d)
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """``model.engine`` → ``model.engine.json``."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(engine: str | Path, meta: EngineMetadata) -> Path:
+    path = sidecar_path(engine)
+    path.write_text(meta.to_json() + "\n")
+    return path
+
+
+def read_sidecar(engine: str | Path) -> EngineMetadata | None:
+    """The engine's sidecar, or None when there is none (an engine built by another tool)."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        return EngineMetadata.from_json(path.read_text())
+    except (ValueError, KeyError, TypeError) as e:
+        raise RgbirError(f"{path} is not an rgbir engine sidecar ({e}): rebuild the engine with 'rgbir build' "
+                         "or delete the file") from e
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu_name: str,
+                     compute_capability: tuple[int, int], engine: str | Path = "the engine") -> list[str]:
+    """Raise when this TensorRT/GPU cannot load the engine; return warnings for what merely may be slower.
+
+    Plans are tied to the exact TensorRT version (major.minor.patch) that built them; a version-compatible plan
+    loads in the same or a later TensorRT of the same major version. Plans are tied to the compute capability
+    unless built hardware-compatible (then any Ampere or newer GPU, compute capability >= 8.0).
+    """
+    built, here = _version(meta.tensorrt_version), _version(tensorrt_version)
+    rebuild = "rebuild it here with 'rgbir build' (or build it with --version-compatible)"
+    if meta.version_compatible:
+        if here[:1] != built[:1] or here < built:
+            raise RgbirError(f"{engine} is version-compatible from TensorRT {meta.tensorrt_version} within major "
+                             f"version {built[0]}, but this is TensorRT {tensorrt_version}: {rebuild}")
+    elif here != built:
+        raise RgbirError(f"{engine} was built with TensorRT {meta.tensorrt_version} and this is TensorRT "
+                         f"{tensorrt_version}: {rebuild}")
+    cc, built_cc = tuple(compute_capability), tuple(meta.compute_capability)
+    if meta.hardware_compatible:
+        if cc < (8, 0):
+            raise RgbirError(f"{engine} is hardware-compatible for Ampere and newer GPUs, but {gpu_name} has compute "
+                             f"capability {cc[0]}.{cc[1]}: rebuild it on this GPU with 'rgbir build'")
+    elif cc != built_cc:
+        raise RgbirError(f"{engine} was built for compute capability {built_cc[0]}.{built_cc[1]} "
+                         f"({meta.gpu_name}) and this GPU is {gpu_name} ({cc[0]}.{cc[1]}): rebuild it on this GPU "
+                         "with 'rgbir build'")
+    warnings = []
+    if gpu_name != meta.gpu_name and cc == built_cc:
+        warnings.append(f"{engine} was built on {meta.gpu_name}; this is {gpu_name} (same compute capability, so it "
+                        "loads, but its tactics were timed on the other GPU: rebuild for best speed)")
+    return warnings

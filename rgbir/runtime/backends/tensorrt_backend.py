@@ -1,0 +1,190 @@
+"""TensorRT backend: a serialized engine run with cuda-python (TensorRT 10.x / 11.x runtime API).
+
+Per execution slot (one per concurrent caller, e.g. one per camera pair's pipeline): its own execution context
+and CUDA stream, device buffers allocated once at the profile's largest shapes, and page-locked host buffers.
+A call copies inputs in, ``execute_async_v3``s and copies outputs out on that stream; with ``cuda_graph`` the
+three are captured once per input shape and replayed as one graph launch. On integrated GPUs (Jetson) the host
+buffers are mapped into the GPU's address space and bound directly, so no copies are made at all.
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+import numpy as np
+
+from ...engine_metadata import check_compatible, read_sidecar
+from ...errors import RgbirError
+from .. import cuda
+from .base import Backend, TensorSpec
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+class _Slot:
+    """One execution context with its stream and buffers; used by one caller at a time."""
+
+    def __init__(self, engine, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 max_shapes: dict[str, tuple[int, ...]], zero_copy: bool, cuda_graph: bool):
+        self.inputs, self.outputs = inputs, outputs
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise RgbirError("TensorRT could not create an execution context (out of GPU memory?)")
+        self.stream = cuda.Stream()
+        self.zero_copy, self.cuda_graph = zero_copy, cuda_graph
+        self.host: dict[str, cuda.HostBuffer] = {}
+        self.device: dict[str, int] = {}
+        self.owned: list[cuda.DeviceBuffer] = []
+        for spec in inputs + outputs:
+            host = cuda.HostBuffer(max_shapes[spec.name], spec.dtype, mapped=zero_copy)
+            self.host[spec.name] = host
+            if zero_copy:
+                self.device[spec.name] = host.device_pointer
+            else:
+                buffer = cuda.DeviceBuffer(host.array.nbytes)
+                self.owned.append(buffer)
+                self.device[spec.name] = buffer.pointer
+            self.context.set_tensor_address(spec.name, self.device[spec.name])
+        self.graphs: dict[tuple, cuda.Graph] = {}
+        self.shape_key: tuple | None = None
+
+    def _enqueue(self, sizes: dict[str, int]) -> None:
+        """Copy in, execute, copy out — all asynchronous on this slot's stream."""
+        if not self.zero_copy:
+            for spec in self.inputs:
+                self.stream.copy_to_device(self.device[spec.name], self.host[spec.name], sizes[spec.name])
+        if not self.context.execute_async_v3(int(self.stream.handle)):
+            raise RgbirError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+        if not self.zero_copy:
+            for spec in self.outputs:
+                self.stream.copy_to_host(self.host[spec.name], self.device[spec.name], sizes[spec.name])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = tuple(feeds[s.name].shape for s in self.inputs)
+        if key != self.shape_key:  # new input shapes: tell TensorRT, and captured graphs no longer apply
+            for spec in self.inputs:
+                if not self.context.set_input_shape(spec.name, feeds[spec.name].shape):
+                    raise RgbirError(f"input '{spec.name}' of shape {feeds[spec.name].shape} is outside the "
+                                     "engine's optimisation profile: rebuild it with 'rgbir build --batch MIN,OPT,MAX'")
+            self.shape_key = key
+        shapes = {s.name: tuple(self.context.get_tensor_shape(s.name)) for s in self.outputs}
+        shapes.update({s.name: feeds[s.name].shape for s in self.inputs})
+        views = {n: self.host[n].array.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+                 for n, shape in shapes.items()}
+        for spec in self.inputs:
+            views[spec.name][...] = feeds[spec.name]
+        sizes = {n: v.nbytes for n, v in views.items()}
+        if not self.cuda_graph:
+            self._enqueue(sizes)
+        elif key in self.graphs:
+            self.graphs[key].launch(self.stream)
+        else:  # TensorRT needs one plain enqueue after a shape change before it can be captured
+            self._enqueue(sizes)
+            self.stream.synchronize()
+            self.graphs[key] = self.stream.capture(lambda: self._enqueue(sizes))
+            self.graphs[key].launch(self.stream)
+        self.stream.synchronize()
+        return {s.name: views[s.name].copy() for s in self.outputs}
+
+    def close(self) -> None:
+        for graph in self.graphs.values():
+            graph.destroy()
+        self.graphs.clear()
+        for host in self.host.values():
+            host.free()
+        for buffer in self.owned:
+            buffer.free()
+        self.stream.destroy()
+        self.context = None
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, engine: str | Path, device: int = 0, cuda_graph: bool = False, contexts: int = 1,
+                 zero_copy: bool | None = None, plugin_library: str | Path | None = None):
+        from ...plugins import loader
+
+        engine = Path(engine)
+        if not engine.is_file():
+            raise RgbirError(f"no such TensorRT engine: {engine}")
+        if contexts < 1:
+            raise RgbirError(f"contexts must be >= 1, got {contexts}")
+        trt = loader.tensorrt_module()
+        info = cuda.device_info(device)
+        cuda.call(cuda.runtime_api().cudaSetDevice, device)
+        sidecar = read_sidecar(engine)
+        self.warnings: list[str] = []
+        if sidecar is not None:
+            self.warnings = check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine)
+            self.metadata = sidecar.model
+        lean = not hasattr(trt, "Builder")
+        if lean and not (sidecar and sidecar.version_compatible):
+            raise RgbirError(f"only TensorRT's lean runtime is installed, and it runs version-compatible engines "
+                             f"only: rebuild {engine} with 'rgbir build --version-compatible' or install tensorrt")
+        if not (sidecar and sidecar.plugins_embedded):
+            try:
+                loader.load(plugin_library, trt)
+            except RgbirError:
+                if plugin_library is not None or (sidecar and sidecar.model.attention_op == "function"
+                                                  and sidecar.plugin_library):
+                    raise  # the engine was built with the plugin: without it, it cannot deserialize
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.runtime.engine_host_code_allowed = bool(sidecar and sidecar.version_compatible)
+        self.engine = self.runtime.deserialize_cuda_engine(engine.read_bytes())
+        if self.engine is None:
+            raise RgbirError(f"TensorRT could not deserialize {engine} (see its log above): rebuild it with "
+                             "'rgbir build' for this TensorRT and GPU")
+        self._inputs, self._outputs, max_shapes = self._tensors(trt)
+        zero_copy = info.integrated and info.can_map_host_memory if zero_copy is None else zero_copy
+        self.zero_copy = zero_copy
+        self.slots = [_Slot(self.engine, self._inputs, self._outputs, max_shapes, zero_copy, cuda_graph)
+                      for _ in range(contexts)]
+        self.free: queue.Queue[_Slot] = queue.Queue()
+        for slot in self.slots:
+            self.free.put(slot)
+
+    def _tensors(self, trt):
+        """Input/output specs and the largest shape each tensor takes (profile 0's max for a dynamic batch)."""
+        e = self.engine
+        inputs, outputs, max_shapes = [], [], {}
+        probe = e.create_execution_context()
+        for i in range(e.num_io_tensors):
+            name = e.get_tensor_name(i)
+            shape = tuple(e.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(e.get_tensor_dtype(name)))
+            spec = TensorSpec(name, tuple(d if d >= 0 else None for d in shape), dtype)
+            if e.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                inputs.append(spec)
+                max_shapes[name] = tuple(e.get_tensor_profile_shape(name, 0)[2]) if -1 in shape else shape
+                probe.set_input_shape(name, max_shapes[name])
+            else:
+                outputs.append(spec)
+        for spec in outputs:  # output shapes follow from the inputs' largest shapes
+            max_shapes[spec.name] = tuple(probe.get_tensor_shape(spec.name))
+        del probe
+        return inputs, outputs, max_shapes
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently."""
+        feeds = self.feeds(rgb, ir)
+        slot = self.free.get()
+        try:
+            return slot.run(feeds)
+        finally:
+            self.free.put(slot)
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.close()
+        self.slots = []
