@@ -27,7 +27,9 @@ from .runtime.preprocess import preprocess_pair
 # Measured on every shipped config at 640x640 and 512x640 (random weights, BN-calibrated, tests/lively.py):
 # fp32 boxes <= 8e-6, scores <= 4e-6; fp16 boxes <= 1.6e-3, scores <= 1.0e-3. Limits leave 2x headroom.
 TOLERANCES = {"fp32": {"boxes": 1e-4, "scores": 1e-4}, "fp16": {"boxes": 3e-3, "scores": 2e-3}}
-MIN_AGREEMENT = {"fp32": 0.95, "fp16": 0.9}  # NMS graphs: matched / max(reference, candidate) detections
+# NMS graphs (and INT8, whose tensor errors are shown but not judged): matched / max(reference, candidate)
+# detections. The INT8 figure is a starting point, not a measurement: no INT8 engine could be built here.
+MIN_AGREEMENT = {"fp32": 0.95, "fp16": 0.9, "int8": 0.8}
 
 
 @dataclass
@@ -37,11 +39,11 @@ class OutputError:
     max_rel: float  # max |Δ| / |reference| elementwise (Polygraphy's rtol needed with atol 0)
     scale: float  # max |reference|
     error: float  # the judged error: relative to scale for boxes, absolute for scores
-    tolerance: float
+    tolerance: float | None  # None: shown, not judged (INT8)
 
     @property
     def passed(self) -> bool:
-        return self.error <= self.tolerance
+        return self.tolerance is None or self.error <= self.tolerance
 
 
 @dataclass
@@ -63,8 +65,12 @@ class ParityReport:
         return d.matched / most if most else 1.0
 
     @property
+    def judged_by_tensors(self) -> bool:
+        return any(o.tolerance is not None for o in self.outputs)
+
+    @property
     def passed(self) -> bool:
-        if self.outputs:
+        if self.judged_by_tensors:
             return all(o.passed for o in self.outputs)
         return self.agreement >= self.min_agreement
 
@@ -91,7 +97,8 @@ def image_inputs(meta: ModelMetadata, pairs: list[tuple[str, str]]) -> list[tupl
     return out
 
 
-def _error(name: str, ref: np.ndarray, cand: np.ndarray, relative_to_scale: bool, tolerance: float) -> OutputError:
+def _error(name: str, ref: np.ndarray, cand: np.ndarray, relative_to_scale: bool,
+           tolerance: float | None) -> OutputError:
     ref, cand = ref.astype(np.float64), cand.astype(np.float64)
     diff = np.abs(ref - cand)
     scale = float(np.abs(ref).max()) if ref.size else 0.0
@@ -108,19 +115,23 @@ def _detections(outputs: dict[str, np.ndarray], meta: ModelMetadata) -> list[Det
     return postprocess(outputs["predictions"], p.score_threshold, p.iou_threshold, p.max_det)
 
 
+def _channels(backend: Backend, name: str) -> int | None:
+    return next((s.shape[1] for s in backend.inputs if s.name == name), None)
+
+
 def compare(reference: Backend, candidate: Backend, inputs: list[tuple[str, list[np.ndarray]]],
             meta: ModelMetadata, match_iou: float = 0.9) -> ParityReport:
     """Run both backends on every input set and judge the differences with the precision's tolerances."""
     precision = meta.precision
     report = ParityReport(reference.name, candidate.name, precision, [d for d, _ in inputs],
                           min_agreement=MIN_AGREEMENT[precision])
-    tol = TOLERANCES[precision]
+    tol = TOLERANCES.get(precision, {"boxes": None, "scores": None})
     refs, cands, ref_dets, cand_dets = [], [], [], []
     for _, arrays in inputs:
         rgb, ir = arrays[0], arrays[1] if len(arrays) > 1 else None
         cand_out = candidate.infer(rgb, ir)
-        if meta.ir_folded and ir is not None:
-            ir = np.repeat(ir, 3, axis=1)  # the reference model still has its 3-channel IR stem
+        if ir is not None and ir.shape[1] == 1 and _channels(reference, "ir") == 3:
+            ir = np.repeat(ir, 3, axis=1)  # a folded 1-channel IR export vs a model with its 3-channel IR stem
         ref_out = reference.infer(rgb, ir)
         ref_dets += _detections(ref_out, meta)
         cand_dets += _detections(cand_out, meta)

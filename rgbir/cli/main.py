@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
-from . import calibrate, check, demo, export, info, parity, plugins, run, train, val
+from . import build, calibrate, check, demo, doctor, export, info, parity, plugins, run, train, val
 
-COMMANDS = (demo, info, export, check, parity, run, calibrate, train, val, plugins)
+COMMANDS = (demo, info, export, check, parity, build, run, calibrate, train, val, plugins, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

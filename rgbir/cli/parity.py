@@ -1,4 +1,5 @@
-"""``rgbir parity``: PyTorch vs ONNX Runtime on the same inputs — tensor errors and detection agreement."""
+"""``rgbir parity``: PyTorch vs ONNX Runtime and/or TensorRT on the same inputs — tensor errors, detection
+agreement and (with --data) mAP. With both an ONNX file and --engine, ONNX Runtime vs TensorRT is compared too."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("parity", help="compare PyTorch and an exported ONNX file", description=__doc__.strip("`"))
-    p.add_argument("model", help="weights file or config the ONNX was exported from")
-    p.add_argument("onnx", help="exported ONNX file")
+    p = sub.add_parser("parity", help="compare PyTorch with an exported ONNX and/or a TensorRT engine",
+                       description=__doc__.strip("`"))
+    p.add_argument("model", help="weights file or config the ONNX/engine was made from")
+    p.add_argument("onnx", nargs="?", help="exported ONNX file")
+    p.add_argument("--engine", help="TensorRT engine built from it ('rgbir build')")
     p.add_argument("--cfg", help="architecture for a weights file that holds only a state_dict")
     p.add_argument("--samples", type=int, default=2, help="random input sets (default 2)")
     p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RGB", "IR"),
@@ -19,46 +22,61 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def print_report(console, report, match_iou: float) -> None:
     from rich.table import Table
 
-    from ..errors import RgbirError
-    from ..models import is_weights_file, open_model
-    from ..parity import compare, image_inputs, random_inputs
-    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..runtime.backends.torch_backend import TorchBackend
-    from .common import require_torch
-
-    require_torch("parity")
-    candidate = OnnxRuntimeBackend(args.onnx)
-    meta = candidate.metadata
-    if meta is None:
-        raise RgbirError(f"{args.onnx} has no rgbir metadata: export it with 'rgbir export'")
-    model = open_model(args.model, args.cfg, nc=None if is_weights_file(args.model) else meta.nc)
-    inputs = random_inputs(meta, args.samples, args.seed) + image_inputs(meta, [tuple(p) for p in args.pair])
-    report = compare(TorchBackend(model), candidate, inputs, meta, args.match_iou)
-
-    console = Console()
     table = Table(title=f"parity: {report.reference} vs {report.candidate} ({report.precision}, "
                         f"{len(report.samples)} input sets)")
     for column in ("output", "max |Δ|", "max rel", "scale", "judged", "tolerance", ""):
         table.add_column(column, justify="right" if column not in ("output", "") else "left")
     for o in report.outputs:
         table.add_row(o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", f"{o.scale:.3g}", f"{o.error:.3g}",
-                      f"{o.tolerance:.3g}", "ok" if o.passed else "FAIL")
+                      "shown only" if o.tolerance is None else f"{o.tolerance:.3g}",
+                      "" if o.tolerance is None else "ok" if o.passed else "FAIL")
     console.print(table)
     d = report.detections
     console.print(f"detections: reference {d.reference}, candidate {d.candidate}, matched {d.matched} "
-                  f"(IoU >= {args.match_iou}, mean IoU {d.mean_iou:.4f}); agreement {report.agreement:.3f}"
-                  + ("" if report.outputs else f" (needs {report.min_agreement})"), soft_wrap=True)
+                  f"(IoU >= {match_iou}, mean IoU {d.mean_iou:.4f}); agreement {report.agreement:.3f}"
+                  + ("" if report.judged_by_tensors else f" (needs {report.min_agreement})"), soft_wrap=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..errors import RgbirError
+    from ..models import is_weights_file, open_model
+    from ..parity import compare, image_inputs, random_inputs
+    from ..runtime.backends import open_backend
+    from ..runtime.backends.torch_backend import TorchBackend
+    from .common import require_torch
+
+    require_torch("parity")
+    if not args.onnx and not args.engine:
+        raise RgbirError("give an ONNX file, --engine ENGINE, or both")
+    candidates = [open_backend(path, kind) for path, kind in ((args.onnx, "onnxruntime"),
+                                                              (args.engine, "tensorrt")) if path]
+    for backend, path in zip(candidates, [p for p in (args.onnx, args.engine) if p]):
+        if backend.metadata is None:
+            raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export' (engines: 'rgbir build' "
+                             "writes it next to the engine)")
+    meta = candidates[0].metadata
+    model = open_model(args.model, args.cfg, nc=None if is_weights_file(args.model) else meta.nc)
+    inputs = random_inputs(meta, args.samples, args.seed) + image_inputs(meta, [tuple(p) for p in args.pair])
+    reference = TorchBackend(model, imgsz=meta.imgsz)
+    pairs = [(reference, c) for c in candidates] + ([tuple(candidates)] if len(candidates) == 2 else [])
+
+    console = Console()
+    passed = True
+    for ref, cand in pairs:
+        report = compare(ref, cand, inputs, cand.metadata, args.match_iou)
+        print_report(console, report, args.match_iou)
+        passed &= report.passed
     if args.data:
         from ..eval.validate import validate
 
-        h, w = meta.imgsz
-        for name, backend in ((report.reference, TorchBackend(model, imgsz=(h, w))), (report.candidate, candidate)):
+        for backend in [reference] + candidates:
             r = validate(backend, args.data)
-            console.print(f"{name:<12} mAP50 {r.ap.map50:.4f}  mAP50-95 {r.ap.map:.4f}  ({r.images} images)",
+            console.print(f"{backend.name:<12} mAP50 {r.ap.map50:.4f}  mAP50-95 {r.ap.map:.4f}  ({r.images} images)",
                           soft_wrap=True)
-    console.print("PASS" if report.passed else "FAIL")
-    return 0 if report.passed else 1
+    console.print("PASS" if passed else "FAIL")
+    return 0 if passed else 1

@@ -1,0 +1,36 @@
+"""``rgbir doctor``: what is installed and usable here (runtimes, GPU, TensorRT, plugin), with fix hints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="check the installation: runtimes, GPU, TensorRT, plugin",
+                       description=__doc__.strip("`"))
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..doctor import run_checks
+
+    checks = run_checks()
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+        return 0
+    table = Table(title="rgbir doctor")
+    for column in ("component", "status", "detail", "fix"):
+        table.add_column(column)
+    colours = {"ok": "green", "warn": "yellow", "missing": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", escape(c.detail), escape(c.hint))
+    Console().print(table)
+    return 0

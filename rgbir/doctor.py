@@ -1,0 +1,158 @@
+"""``rgbir doctor``'s checks: what is installed and usable here, each with a fix hint when it is not.
+
+Every check is independent and never raises: a broken component is reported, not fatal. Torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+OK, WARN, MISSING = "ok", "warn", "missing"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | missing
+    detail: str
+    hint: str = ""
+
+
+def _module_version(name: str) -> str | None:
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # a broken install is reported, not raised
+        return None
+    return str(getattr(module, "__version__", "installed"))
+
+
+def check_core() -> list[Check]:
+    from . import __version__
+
+    checks = [Check("rgbir", OK, f"{__version__} (Python {platform.python_version()}, {platform.machine()})")]
+    for name, hint in (("numpy", "pip install numpy"), ("onnx", "pip install onnx")):
+        version = _module_version(name)
+        checks.append(Check(name, OK if version else MISSING, version or "not importable", "" if version else hint))
+    return checks
+
+
+def check_onnxruntime() -> Check:
+    try:
+        import onnxruntime as ort
+    except Exception as e:
+        return Check("onnxruntime", MISSING, str(e).splitlines()[0], "pip install onnxruntime (or onnxruntime-gpu)")
+    providers = ort.get_available_providers()
+    gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    return Check("onnxruntime", OK, f"{ort.__version__}; providers: {', '.join(providers)}",
+                 "" if gpu else "CPU only: pip install onnxruntime-gpu for the CUDA/TensorRT providers")
+
+
+def check_opencv() -> Check:
+    try:
+        import cv2
+    except Exception as e:
+        return Check("opencv", MISSING, str(e).splitlines()[0], "pip install opencv-python-headless")
+    gstreamer = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
+    has = bool(gstreamer and gstreamer.group(1).upper() == "YES")
+    return Check("opencv", OK, f"{cv2.__version__}; GStreamer {'yes' if has else 'no'}",
+                 "" if has else "CSI cameras (nvarguscamerasrc) need OpenCV built with GStreamer (JetPack's "
+                                "python3-opencv)")
+
+
+def check_torch() -> Check:
+    try:
+        import torch
+    except Exception:
+        return Check("torch", MISSING, "not installed (the runtime does not need it)",
+                     "for export/parity/train: pip install torch, then pip install 'rgbir[torch]'")
+    cuda = torch.cuda.is_available()
+    return Check("torch", OK, f"{torch.__version__}; CUDA {'available' if cuda else 'not available'}")
+
+
+def check_cuda() -> list[Check]:
+    from .runtime import cuda
+
+    try:
+        cudart = cuda.runtime_api()
+    except cuda.CudaError as e:
+        return [Check("cuda-python", MISSING, "not installed", str(e).split(": ", 1)[-1])]
+    version = cuda.call(cudart.cudaRuntimeGetVersion)
+    checks = [Check("cuda-python", OK, f"runtime API for CUDA {version // 1000}.{version % 1000 // 10}")]
+    try:
+        info = cuda.device_info(0)
+    except cuda.CudaError as e:
+        checks.append(Check("GPU", MISSING, str(e), "no usable NVIDIA GPU/driver: the TensorRT backend and engine "
+                                                    "builds need one (ONNX Runtime CPU still works)"))
+        return checks
+    d = info.driver_version
+    checks.append(Check("GPU", OK, f"{info.name}, compute capability {info.compute_capability[0]}."
+                                   f"{info.compute_capability[1]}, {info.total_memory / 2**30:.1f} GiB"
+                                   f"{', integrated (zero-copy buffers)' if info.integrated else ''}; driver CUDA "
+                                   f"{d // 1000}.{d % 1000 // 10}"))
+    return checks
+
+
+def check_tensorrt() -> list[Check]:
+    from .build.plan import TensorRTFeatures
+    from .errors import RgbirError
+    from .plugins import loader
+
+    try:
+        trt = loader.tensorrt_module()
+    except RgbirError as e:
+        return [Check("TensorRT", MISSING, "not installed", str(e).split(": ", 1)[-1])]
+    f = TensorRTFeatures.of(trt)
+    flavour = "full (builds engines)" if f.builder else "lean runtime only (loads version-compatible engines)"
+    typing = "fp16/int8 flags and calibrators" if f.weak_typing else "strongly typed only (no fp16/int8 flags)"
+    checks = [Check("TensorRT", OK if f.builder else WARN, f"{f.version} [{trt.__name__}], {flavour}; {typing}",
+                    "" if f.builder else "to build engines: pip install 'rgbir[trt]' (Jetson: JetPack's "
+                                         "python3-libnvinfer)")]
+    try:
+        library = loader.load(None, trt)
+        checks.append(Check("rgbir plugin", OK, f"{library} loads in TensorRT {f.version}"))
+    except RgbirError as e:
+        checks.append(Check("rgbir plugin", MISSING, str(e).split(" (")[0].split(":")[0],
+                            "rgbir plugins build (needs nvcc and TensorRT headers)"))
+    return checks
+
+
+def check_toolchain() -> list[Check]:
+    from .errors import RgbirError
+    from .plugins.build import find_tensorrt_include
+
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+        release = re.search(r"release ([\d.]+)", out)
+        checks = [Check("nvcc", OK, f"{nvcc} (CUDA {release.group(1) if release else '?'})")]
+    else:
+        checks = [Check("nvcc", MISSING, "not on PATH", "install the CUDA toolkit (JetPack: nvidia-jetpack) to "
+                                                         "build the plugin library")]
+    try:
+        include, where = find_tensorrt_include(allow_download=False)
+        checks.append(Check("TensorRT headers", OK, f"{include} ({where})"))
+    except RgbirError:
+        checks.append(Check("TensorRT headers", MISSING, "not found", "set TENSORRT_ROOT, or 'rgbir plugins build' "
+                                                                     "fetches public headers for a dev build"))
+    return checks
+
+
+CHECKS: tuple[Callable[[], Check | list[Check]], ...] = (
+    check_core, check_onnxruntime, check_opencv, check_torch, check_cuda, check_tensorrt, check_toolchain)
+
+
+def run_checks() -> list[Check]:
+    results: list[Check] = []
+    for check in CHECKS:
+        try:
+            out = check()
+        except Exception as e:  # a check must not take the report down with it
+            out = Check(check.__name__.removeprefix("check_"), WARN, f"check failed: {e}")
+        results += out if isinstance(out, list) else [out]
+    return results

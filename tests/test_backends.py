@@ -1,0 +1,188 @@
+"""Backends behind one interface: ONNX Runtime and PyTorch against each other on CPU, provider choice and IO
+binding, engine sidecars and the refusal logic, the TensorRT backend (on a GPU with TensorRT only), doctor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rgbir.engine_metadata import EngineMetadata, check_compatible, read_sidecar, sidecar_path, write_sidecar
+from rgbir.errors import RgbirError
+from rgbir.metadata import InputSpec, ModelMetadata
+from rgbir.runtime.backends import backend_kind, open_backend
+from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, choose_providers
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Weights file + its fp32 ONNX export (yolo11n-mm-mid-msc, 96x128, BN-calibrated random weights)."""
+    pytest.importorskip("torch")
+    from lively import lively
+    from rgbir.export import ExportOptions, export_onnx
+    from rgbir.models import build_model, save
+
+    root = tmp_path_factory.mktemp("backends")
+    model = lively(build_model("yolo11n-mm-mid-msc", names=["person", "car"]))
+    weights = save(model, root / "m.safetensors")
+    onnx_path = export_onnx(model, root / "m.onnx", ExportOptions(imgsz=(96, 128))).path
+    return weights, onnx_path
+
+
+def test_backend_kind_follows_the_file():
+    assert backend_kind("a.onnx") == "onnxruntime"
+    assert [backend_kind(f"a.{s}") for s in ("engine", "plan", "trt")] == ["tensorrt"] * 3
+    assert backend_kind("best.pt") == backend_kind("yolo11n-mm-mid") == "pytorch"
+    with pytest.raises(RgbirError, match="backend must be one of"):
+        open_backend("a.onnx", "tflite")
+
+
+def test_onnxruntime_and_pytorch_backends_agree_end_to_end(exported):
+    from rgbir.parity import compare, random_inputs
+
+    weights, onnx_path = exported
+    ort_backend = open_backend(onnx_path)
+    torch_backend = open_backend(weights, imgsz=(96, 128))
+    assert ort_backend.name == "onnxruntime" and torch_backend.name == "pytorch"
+    assert ort_backend.input_names == torch_backend.input_names == ["rgb", "ir"]
+    assert ort_backend.output_names == torch_backend.output_names == ["predictions"]
+    assert ort_backend.inputs[0].shape[1:] == (3, 96, 128) and ort_backend.inputs[0].dtype == np.float32
+    meta = ort_backend.metadata
+    report = compare(torch_backend, ort_backend, random_inputs(meta, 2, seed=3), meta)
+    assert report.passed, report.outputs
+    # the same inputs in float64 or non-contiguous are converted by the shared feeds(), not by each backend
+    rgb, ir = random_inputs(meta, 1, seed=4)[0][1]
+    a = ort_backend.infer(rgb.astype(np.float64), np.asfortranarray(ir))["predictions"]
+    np.testing.assert_array_equal(a, ort_backend.infer(rgb, ir)["predictions"])
+    with pytest.raises(RgbirError, match="needs an IR input"):
+        ort_backend.infer(rgb)
+
+
+def test_io_binding_gives_the_same_outputs(exported):
+    _, onnx_path = exported
+    plain = OnnxRuntimeBackend(onnx_path)
+    bound = OnnxRuntimeBackend(onnx_path, io_binding=True)  # on CPU: bound to host memory, same code path
+    assert not plain.io_binding and bound.io_binding
+    rng = np.random.default_rng(0)
+    rgb, ir = rng.random((1, 3, 96, 128), np.float32), rng.random((1, 3, 96, 128), np.float32)
+    np.testing.assert_array_equal(plain.infer(rgb, ir)["predictions"], bound.infer(rgb, ir)["predictions"])
+
+
+def test_provider_choice():
+    cpu_only = ["AzureExecutionProvider", "CPUExecutionProvider"]
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, cpu_only) == ["CPUExecutionProvider"]
+    assert choose_providers(None, gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # TensorRT EP: asked
+    assert choose_providers(["tensorrt", "cuda"], gpu) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                            "CPUExecutionProvider"]
+    assert choose_providers(["CUDAExecutionProvider"], gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(RgbirError, match="CUDAExecutionProvider not available.*onnxruntime-gpu"):
+        choose_providers(["cuda"], cpu_only)
+
+
+# engine sidecar ----------------------------------------------------------------------------------------------
+def engine_meta(**kw) -> EngineMetadata:
+    model = ModelMetadata("0.1.0", {0: "person"}, (512, 640), None, [InputSpec("rgb", 3, "RGB"),
+                          InputSpec("ir", 1, "GRAY")], [8.0, 16.0, 32.0], precision="fp16", attention_op="function")
+    base = dict(model=model, tensorrt_version="10.3.0.26", gpu_name="Orin", compute_capability=(8, 7),
+                build={"precision": "fp16", "batch": {"min": 1, "opt": 2, "max": 4}}, plugin_sha256="ab" * 32)
+    base.update(kw)
+    return EngineMetadata(**base)
+
+
+def test_sidecar_round_trip(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    assert read_sidecar(engine) is None  # an engine from trtexec: no sidecar, no error
+    meta = engine_meta()
+    path = write_sidecar(engine, meta)
+    assert path == sidecar_path(engine) == tmp_path / "m.engine.json"
+    assert read_sidecar(engine) == meta
+    assert json.loads(path.read_text())["model"]["names"] == {"0": "person"}
+    assert engine.read_bytes() == b"plan"  # the plan itself stays plain
+    path.write_text("{not json")
+    with pytest.raises(RgbirError, match="not an rgbir engine sidecar"):
+        read_sidecar(engine)
+
+
+def test_refusal_logic():
+    meta = engine_meta()
+    assert check_compatible(meta, "10.3.0.26", "Orin", (8, 7)) == []
+    with pytest.raises(RgbirError, match="built with TensorRT 10.3.0.26 and this is TensorRT 10.4.0"):
+        check_compatible(meta, "10.4.0", "Orin", (8, 7))
+    with pytest.raises(RgbirError, match="compute capability 8.7 .* this GPU is RTX 4090 \\(8.9\\)"):
+        check_compatible(meta, "10.3.0.26", "RTX 4090", (8, 9))
+    warnings = check_compatible(meta, "10.3.0.26", "Orin NX", (8, 7))
+    assert len(warnings) == 1 and "built on Orin" in warnings[0]
+    compatible = engine_meta(version_compatible=True)
+    assert check_compatible(compatible, "10.14.1", "Orin", (8, 7)) == []  # later 10.x: fine
+    with pytest.raises(RgbirError, match="within major version 10"):
+        check_compatible(compatible, "11.4.0", "Orin", (8, 7))
+    with pytest.raises(RgbirError, match="within major version 10"):
+        check_compatible(compatible, "10.2.0", "Orin", (8, 7))  # older than the builder
+    hardware = engine_meta(hardware_compatible=True, compute_capability=(8, 6))
+    assert check_compatible(hardware, "10.3.0.26", "H100", (9, 0)) == []
+    with pytest.raises(RgbirError, match="Ampere and newer"):
+        check_compatible(hardware, "10.3.0.26", "T4", (7, 5))
+
+
+# TensorRT backend --------------------------------------------------------------------------------------------
+def _gpu_or_skip():
+    from rgbir.runtime import cuda
+
+    try:
+        return cuda.device_info()
+    except RgbirError as e:
+        pytest.skip(f"no CUDA GPU here ({e})")
+
+
+def test_tensorrt_backend_without_a_gpu_says_why_in_one_line(tmp_path):
+    pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
+    from rgbir.runtime import cuda
+
+    try:
+        cuda.device_info()
+        pytest.skip("a GPU is present: the refusal path is not reachable")
+    except RgbirError:
+        pass
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(RgbirError) as info:
+        open_backend(engine)
+    assert "\n" not in str(info.value) and ("CUDA" in str(info.value) or "TensorRT" in str(info.value))
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path):
+    """Full TensorRT + GPU: build the export, run it with and without CUDA graphs, several contexts."""
+    trt = pytest.importorskip("tensorrt", reason="full TensorRT not installed (engines cannot be built here)")
+    if not hasattr(trt, "Builder"):
+        pytest.skip("TensorRT builder not available")
+    _gpu_or_skip()
+    from rgbir.build import build_engine
+    from rgbir.parity import compare, random_inputs
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    _, onnx_path = exported
+    result = build_engine(onnx_path, tmp_path / "m.engine")
+    reference = OnnxRuntimeBackend(onnx_path)
+    inputs = random_inputs(reference.metadata, 2, seed=5)
+    for graph in (False, True):
+        backend = TensorRTBackend(result.engine, cuda_graph=graph, contexts=2)
+        report = compare(reference, backend, inputs, backend.metadata)
+        assert report.passed, report.outputs
+        backend.close()
+
+
+def test_doctor_reports_every_component(capsys):
+    from rgbir.cli import main
+    from rgbir.doctor import run_checks
+
+    checks = {c.name: c for c in run_checks()}
+    assert {"rgbir", "numpy", "onnx", "onnxruntime", "opencv", "torch", "TensorRT", "nvcc"} <= set(checks)
+    assert checks["onnxruntime"].status == "ok" and "CPUExecutionProvider" in checks["onnxruntime"].detail
+    assert all(c.status in ("ok", "warn", "missing") for c in checks.values())
+    assert all(c.hint for c in checks.values() if c.status == "missing")  # every problem comes with a fix
+    assert main(["doctor", "--json"]) == 0
+    assert {c["name"] for c in json.loads(capsys.readouterr().out)} == set(checks)
