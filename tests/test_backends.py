@@ -186,3 +186,40 @@ def test_doctor_reports_every_component(capsys):
     assert all(c.hint for c in checks.values() if c.status == "missing")  # every problem comes with a fix
     assert main(["doctor", "--json"]) == 0
     assert {c["name"] for c in json.loads(capsys.readouterr().out)} == set(checks)
+
+
+class FramesOnCpu(OnnxRuntimeBackend):
+    """A backend that takes frames (``device_preprocess``) like the TensorRT backend with --gpu-preprocess, doing
+    the letterbox on the CPU: checks what the pipeline hands over, not the kernel (tests/test_plugins.py)."""
+
+    device_preprocess = True
+    handed: list = []
+
+    def infer_frames(self, rgb, ir=None):
+        from rgbir.runtime.preprocess import preprocess_pair
+
+        self.handed += list(zip(rgb, ir))
+        done = [preprocess_pair(r, i, self.metadata) for r, i in zip(rgb, ir)]
+        arrays = [np.concatenate([d[0][k] for d in done]) for k in range(2)]
+        return self.infer(*arrays), [d[1] for d in done]
+
+
+def test_frames_reach_a_device_preprocessing_backend_with_the_same_results(exported):
+    from media import frame_pair
+    from rgbir.runtime.frames import Frame, FramePair
+    from rgbir.runtime.inference import DetectSettings, PairDetector
+
+    _, onnx_path = exported
+    pairs = []
+    for i in range(3):
+        rgb, ir = frame_pair(i, size=(120, 160), ir_size=(60, 80))
+        pairs.append(FramePair(0, Frame(rgb, i, 0.0, 0.0, "rgb"), Frame(ir, i, 0.0, 0.0, "ir")))
+    settings = DetectSettings(conf=0.01)
+    cpu = PairDetector(OnnxRuntimeBackend(onnx_path), settings)(pairs)
+    backend = FramesOnCpu(onnx_path)
+    backend.handed = []
+    device = PairDetector(backend, settings)(pairs)
+    assert [(r.shape, i.shape[:2]) for r, i in backend.handed] == [((120, 160, 3), (60, 80))] * 3  # frames
+    assert sum(len(r.detections) for r in cpu) > 0
+    assert [[(d.cls, d.score, d.box_rgb, d.box_ir) for d in r.detections] for r in device] == \
+        [[(d.cls, d.score, d.box_rgb, d.box_ir) for d in r.detections] for r in cpu]

@@ -56,7 +56,27 @@ def test_library_links_no_tensorrt_and_exports_only_its_entry_points(library):
     exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "setLoggerFinder", "rgbirTopKSparseAttentionLaunch",
-                     "rgbirTopKSparseAttentionWorkspaceSize"}
+                     "rgbirTopKSparseAttentionWorkspaceSize", "rgbirLetterboxLaunch"}
+
+
+def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(library):
+    from rgbir.metadata import InputSpec, ModelMetadata
+    from rgbir.runtime.gpu_preprocess import DeviceLetterbox
+
+    meta = ModelMetadata("t", {0: "a"}, (64, 96), 1, [InputSpec("rgb", 3, "RGB")], [8.0])
+    launch = DeviceLetterbox(meta, library).launch  # the ctypes signature the backend uses
+    good = [None, 48, 80, 240, 3, None, 64, 96, 3, 0, 58, 96, 3, 0, 1, 114.0, 1 / 255, None]
+
+    def call(**changes):
+        args = list(good)
+        for index, value in changes.items():
+            args[int(index[1:])] = value
+        return launch(*args)
+
+    assert call(a12=10) == -1  # placed outside the output
+    assert call(a3=100) == -1  # pitch shorter than a row
+    assert call(a4=4) == -2 and call(a8=2) == -2
+    assert call(a9=2) == -3
 
 
 def test_workspace_is_needed_only_for_long_rows(library):
@@ -239,3 +259,39 @@ def test_kernel_keeps_ties_and_replays_in_a_cuda_graph(gpu_library):
     graph.replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(out, topk_sparse_attention(q, k, v, 0.5, (2, 3), (0.5, 0.5)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("frame_shape, channels, order, dtype", [
+    ((480, 640, 3), 3, "RGB", np.float32), ((512, 640, 3), 3, "BGR", np.float16),  # resized / letterboxed only
+    ((240, 320), 3, "BGR", np.float32), ((120, 160), 1, "GRAY", np.float16)])      # grey IR → 3 or 1 channel
+def test_gpu_letterbox_matches_the_cpu_path(gpu_library, frame_shape, channels, order, dtype):
+    """The kernel through the backend's DeviceLetterbox against rgbir.runtime.preprocess (OpenCV)."""
+    _cuda()
+    pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
+    from rgbir.metadata import InputSpec, ModelMetadata
+    from rgbir.runtime import cuda
+    from rgbir.runtime.gpu_preprocess import DeviceLetterbox
+    from rgbir.runtime.preprocess import letterbox, to_input
+
+    spec = InputSpec("ir" if len(frame_shape) == 2 else "rgb", channels, order)
+    meta = ModelMetadata("t", {0: "a"}, (640, 640), 2, [spec], [8.0])
+    frame = np.random.default_rng(0).integers(0, 256, frame_shape, dtype=np.uint8)
+    boxed, info = letterbox(frame, meta.imgsz)
+    expected = to_input(boxed, spec, np.float32)[0]
+    stream = cuda.Stream()
+    out = cuda.HostBuffer((2, channels, 640, 640), dtype)
+    device = cuda.DeviceBuffer(out.array.nbytes)
+    gpu = DeviceLetterbox(meta, gpu_library)
+    got_info = gpu(frame, spec, 1, device.pointer, np.dtype(dtype), stream)  # batch slot 1
+    stream.copy_to_host(out, device.pointer, out.array.nbytes)
+    stream.synchronize()
+    assert got_info == info
+    diff = np.abs(out.array[1].astype(np.float32) - expected)
+    resized = info.scale != 1.0
+    limit = (1 / 255 if resized else 0) + (1e-3 if dtype == np.float16 else 1e-6)
+    assert diff.max() <= limit
+    gpu.free()
+    device.free()
+    out.free()
+    stream.destroy()

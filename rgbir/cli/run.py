@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
                                        "cameras (FLIR Boson/Lepton); frames then go through --agc")
     p.add_argument("--config", help="run settings YAML (flags given here override it)")
     add_backend_arguments(p)
+    p.add_argument("--gpu-preprocess", action="store_true",
+                   help="TensorRT: upload 8-bit frames and letterbox them on the GPU (needs the plugin library)")
     p.add_argument("--imgsz", type=image_size, help="network input H or H,W for the PyTorch backend")
     p.add_argument("--conf", type=float, help="score threshold (default 0.25)")
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace):
     streams = [StreamConfig(r, i, args.ir_fourcc) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] \
         or None
     top = {"model": args.model, "streams": streams, "backend": args.backend, "providers": args.providers,
-           "device": args.device, "cuda_graph": args.cuda_graph or None,
+           "device": args.device, "cuda_graph": args.cuda_graph or None, "gpu_preprocess": args.gpu_preprocess or None,
            "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
            "classes": args.classes, "mode": args.mode, "registration": args.registration, "batch": args.batch,
            "stats_interval": args.stats_interval, "stats_json": args.stats_json}

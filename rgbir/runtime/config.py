@@ -39,6 +39,7 @@ class PipelineConfig:
     device: str | None = None  # GPU for TensorRT ('0', 'cuda:1') or PyTorch ('cpu', 'cuda')
     cuda_graph: bool = False  # TensorRT: replay copy-in/execute/copy-out as one CUDA graph
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
+    gpu_preprocess: bool = False  # TensorRT: letterbox 8-bit frames on the GPU instead of the CPU
     imgsz: tuple[int, int] = (640, 640)  # network input for the PyTorch backend (an ONNX file says its own)
     conf: float = 0.25
     iou: float = 0.7

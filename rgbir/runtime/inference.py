@@ -10,7 +10,7 @@ import numpy as np
 from .backends import Backend
 from .frames import FramePair
 from .postprocess import Detections, from_nms_outputs, postprocess
-from .preprocess import preprocess_pair
+from .preprocess import letterbox_geometry, preprocess_pair
 from .registration import Registration
 from .results import Detection, PairResult
 
@@ -72,7 +72,11 @@ class PairDetector:
             ir = pair.ir.image if pair.ir is not None else None
             if ir is not None and self.registration is not None:
                 ir = self.registration.warp_ir(ir)
-            inputs, info = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
+            if self.backend.device_preprocess:  # the backend letterboxes on the GPU: hand over the frames
+                inputs = [pair.rgb.image] + ([ir] if ir is not None else [])
+                info = [letterbox_geometry(f.shape[:2], self.meta.imgsz)[1] for f in inputs]
+            else:
+                inputs, info = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
             ready.append(result)
             arrays.append(inputs)
             infos.append(info)
@@ -88,14 +92,25 @@ class PairDetector:
         n = len(batch.ready)
         if not n:
             return None
-        inputs = [np.concatenate([a[i] for a in batch.arrays]) for i in range(len(batch.arrays[0]))]
-        if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch engine: pad with blank inputs
-            inputs = [np.concatenate([b, np.zeros((self.fixed_batch - n, *b.shape[1:]), b.dtype)]) for b in inputs]
+        columns = [[a[i] for a in batch.arrays] for i in range(len(batch.arrays[0]))]  # per input, per pair
+        if not self.backend.device_preprocess:
+            columns = [self._stack(c) for c in columns]
         start = time.perf_counter()
-        outputs = self.backend.infer(inputs[0], inputs[1] if len(inputs) > 1 else None)
+        rgb, ir = columns[0], columns[1] if len(columns) > 1 else None
+        if self.backend.device_preprocess:  # frames: the backend letterboxes (and pads a fixed batch) itself
+            outputs, _ = self.backend.infer_frames(rgb, ir)
+        else:
+            outputs = self.backend.infer(rgb, ir)
         for result in batch.ready:
             result.timings_ms["infer"] = (time.perf_counter() - start) * 1e3 / n
         return outputs
+
+    def _stack(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """One input's arrays as a batch; a fixed-batch engine gets blank inputs for the missing pairs."""
+        out = np.concatenate(arrays)
+        if self.fixed_batch and len(out) < self.fixed_batch:
+            out = np.concatenate([out, np.zeros((self.fixed_batch - len(out), *out.shape[1:]), out.dtype)])
+        return out
 
     def finish(self, batch: "Batch", outputs: dict[str, np.ndarray] | None) -> list[PairResult]:
         """Decode/NMS and map boxes into each camera's pixels; returns the batch's results in pair order."""

@@ -61,6 +61,7 @@ class Pipeline:
         config.validate()
         self.config, self.log = config, log
         self.stop_event = threading.Event()
+        self.owns_backend = backend is None  # opened here, so closed here (device memory, streams)
         self.backend = backend or self._open_backend()
         registration = Registration.load(config.registration) if config.registration else None
         self.detector = PairDetector(self.backend, DetectSettings(config.conf, config.iou, config.max_det,
@@ -83,7 +84,7 @@ class Pipeline:
     def _open_backend(self) -> Backend:
         c = self.config
         return open_backend(c.model, c.backend, providers=c.providers, imgsz=c.imgsz, device=c.device,
-                            cuda_graph=c.cuda_graph, contexts=c.contexts)
+                            cuda_graph=c.cuda_graph, contexts=c.contexts, gpu_preprocess=c.gpu_preprocess)
 
     def _is_live(self) -> bool:
         if self.config.mode != "auto":
@@ -139,9 +140,11 @@ class Pipeline:
             self.stop_event.set()
             restore()
             if not finished:  # left early (a sink failed): let the workers finish and release the backend
-                self._drain()
+                finished = self._drain()
             for sink in self.sinks:
                 sink.close()
+            if self.owns_backend and finished:  # never free buffers a still-running worker may use
+                self.backend.close()
             self._collect_counters()
             if self.config.stats_json:
                 self.stats.write_json(self.config.stats_json)
@@ -150,8 +153,9 @@ class Pipeline:
             raise RgbirError(self.error or f"capture failed: {failed[0]}")
         return self.stats
 
-    def _drain(self, seconds: float = 10.0) -> None:
-        """Consume results until the workers' end marker (bounded in time), so no worker stays blocked."""
+    def _drain(self, seconds: float = 10.0) -> bool:
+        """Consume results until the workers' end marker (bounded in time), so no worker stays blocked; True
+        when the workers ended."""
         deadline = time.monotonic() + seconds
         item = None
         while item is not DONE and self.streams and time.monotonic() < deadline:
@@ -159,6 +163,7 @@ class Pipeline:
                 item = self.results.get(timeout=0.1)
             except queue.Empty:
                 item = None
+        return item is DONE or not self.streams
 
     def _interrupted(self, signum=None, frame=None) -> None:
         """SIGINT/SIGTERM: a flag, not an exception, so no record is ever half-written."""

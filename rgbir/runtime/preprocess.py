@@ -31,23 +31,32 @@ class LetterboxInfo:
         return out
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
-              scaleup: bool = True) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize keeping aspect ratio and pad to ``size`` (H, W), centred, with ultralytics' rounding."""
-    h, w = image.shape[:2]
+def letterbox_geometry(source_shape: tuple[int, int], size: tuple[int, int],
+                       scaleup: bool = True) -> tuple[tuple[int, int], LetterboxInfo]:
+    """Where a frame of ``source_shape`` (H, W) goes in a ``size`` input: (resized H, W) and its LetterboxInfo,
+    with ultralytics' rounding (shared by the CPU letterbox and the GPU kernel)."""
+    h, w = source_shape
     new_h, new_w = size
     r = min(new_h / h, new_w / w)
     if not scaleup:
         r = min(r, 1.0)
     unpad_w, unpad_h = int(round(w * r)), int(round(h * r))
     dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
-    if (w, h) != (unpad_w, unpad_h):
+    top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
+    return (unpad_h, unpad_w), LetterboxInfo(r, left, top, (h, w))
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
+              scaleup: bool = True) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize keeping aspect ratio and pad to ``size`` (H, W), centred, with ultralytics' rounding."""
+    (unpad_h, unpad_w), info = letterbox_geometry(image.shape[:2], size, scaleup)
+    if image.shape[:2] != (unpad_h, unpad_w):
         image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    top, left = info.pad_top, info.pad_left
+    bottom, right = size[0] - unpad_h - top, size[1] - unpad_w - left
     value = (pad_value,) * (image.shape[2] if image.ndim == 3 else 1)
     image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=value)
-    return image, LetterboxInfo(r, left, top, (h, w))
+    return image, info
 
 
 def to_input(image: np.ndarray, spec: InputSpec, dtype=np.float32, scale: float = 1 / 255) -> np.ndarray:

@@ -26,10 +26,12 @@ def backend_kind(model: str | Path) -> str:
 
 def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] | None = None,
                  threads: int | None = None, imgsz: tuple[int, int] = (640, 640), device: str | None = None,
-                 cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None) -> Backend:
+                 cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None,
+                 gpu_preprocess: bool = False) -> Backend:
     """A backend for ``model``; each backend takes the options that concern it and ignores the rest.
 
-    onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library ·
+    onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
+    gpu_preprocess ·
     pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
     """
     kind = backend_kind(model) if kind == "auto" else kind
@@ -42,7 +44,7 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
 
         gpu = int(device.rpartition(":")[2]) if device and device[-1].isdigit() else 0  # 'cuda:1', '1' → 1
         return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
-                               plugin_library=plugin_library)
+                               plugin_library=plugin_library, gpu_preprocess=gpu_preprocess)
     if kind == "pytorch":
         from .torch_backend import TorchBackend
 

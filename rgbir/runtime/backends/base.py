@@ -23,6 +23,7 @@ class Backend(ABC):
 
     name: str = "backend"
     metadata: ModelMetadata | None = None
+    device_preprocess: bool = False  # True: takes 8-bit frames through infer_frames and letterboxes them itself
 
     @property
     @abstractmethod
@@ -50,6 +51,10 @@ class Backend(ABC):
         if "ir" in self.input_names and ir is None:
             raise RgbirError(f"{self.name}: this model needs an IR input")
         return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
+
+    def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
+        """Frames in, (outputs, LetterboxInfo per input per frame) out: backends with ``device_preprocess``."""
+        raise RgbirError(f"the {self.name} backend does not preprocess frames itself")
 
     def close(self) -> None:
         """Release device memory and handles (backends holding none need not override)."""

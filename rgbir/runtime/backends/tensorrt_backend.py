@@ -4,7 +4,8 @@ Per execution slot (one per concurrent caller, e.g. one per camera pair's pipeli
 and CUDA stream, device buffers allocated once at the profile's largest shapes, and page-locked host buffers.
 A call copies inputs in, ``execute_async_v3``s and copies outputs out on that stream; with ``cuda_graph`` the
 three are captured once per input shape and replayed as one graph launch. On integrated GPUs (Jetson) the host
-buffers are mapped into the GPU's address space and bound directly, so no copies are made at all.
+buffers are mapped into the GPU's address space and bound directly, so no copies are made at all. With
+``gpu_preprocess`` the pipeline hands over 8-bit frames and the letterbox runs on the GPU (``infer_frames``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class _Slot:
         self.graphs: dict[tuple, cuda.Graph] = {}
         self.shape_key: tuple | None = None
 
-    def _enqueue(self, sizes: dict[str, int]) -> None:
+    def _enqueue(self, sizes: dict[str, int], copy_inputs: bool = True) -> None:
         """Copy in, execute, copy out — all asynchronous on this slot's stream."""
-        if not self.zero_copy:
+        if copy_inputs and not self.zero_copy:
             for spec in self.inputs:
                 self.stream.copy_to_device(self.device[spec.name], self.host[spec.name], sizes[spec.name])
         if not self.context.execute_async_v3(int(self.stream.handle)):
@@ -60,18 +61,23 @@ class _Slot:
             for spec in self.outputs:
                 self.stream.copy_to_host(self.host[spec.name], self.device[spec.name], sizes[spec.name])
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(feeds[s.name].shape for s in self.inputs)
+    def _views(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+        """Set the input shapes (when they changed) and return host views of every tensor at its current shape."""
+        key = tuple(input_shapes[s.name] for s in self.inputs)
         if key != self.shape_key:  # new input shapes: tell TensorRT, and captured graphs no longer apply
             for spec in self.inputs:
-                if not self.context.set_input_shape(spec.name, feeds[spec.name].shape):
-                    raise RgbirError(f"input '{spec.name}' of shape {feeds[spec.name].shape} is outside the "
+                if not self.context.set_input_shape(spec.name, input_shapes[spec.name]):
+                    raise RgbirError(f"input '{spec.name}' of shape {input_shapes[spec.name]} is outside the "
                                      "engine's optimisation profile: rebuild it with 'rgbir build --batch MIN,OPT,MAX'")
             self.shape_key = key
         shapes = {s.name: tuple(self.context.get_tensor_shape(s.name)) for s in self.outputs}
-        shapes.update({s.name: feeds[s.name].shape for s in self.inputs})
-        views = {n: self.host[n].array.reshape(-1)[:int(np.prod(shape))].reshape(shape)
-                 for n, shape in shapes.items()}
+        shapes.update(input_shapes)
+        return {n: self.host[n].array.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+                for n, shape in shapes.items()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = tuple(feeds[s.name].shape for s in self.inputs)
+        views = self._views({s.name: feeds[s.name].shape for s in self.inputs})
         for spec in self.inputs:
             views[spec.name][...] = feeds[spec.name]
         sizes = {n: v.nbytes for n, v in views.items()}
@@ -86,6 +92,26 @@ class _Slot:
             self.graphs[key].launch(self.stream)
         self.stream.synchronize()
         return {s.name: views[s.name].copy() for s in self.outputs}
+
+    def run_frames(self, frames: dict[str, list[np.ndarray]], specs: dict, letterbox,
+                   batch: int) -> tuple[dict, list[list]]:
+        """Letterbox 8-bit frames on the GPU into the inputs, then execute; returns outputs and each frame's
+        LetterboxInfo. Slots past the frames (a fixed batch larger than the call) are zeroed."""
+        count = len(next(iter(frames.values())))
+        views = self._views({s.name: (batch, *self.host[s.name].array.shape[1:]) for s in self.inputs})
+        infos = [[] for _ in range(count)]
+        for spec in self.inputs:
+            pointer = self.device[spec.name]
+            for i, frame in enumerate(frames[spec.name]):
+                infos[i].append(letterbox(frame, specs[spec.name], i, pointer, spec.dtype, self.stream,
+                                          self.zero_copy))
+            if count < batch:
+                used = views[spec.name][:count].nbytes
+                cuda.call(cuda.runtime_api().cudaMemsetAsync, pointer + used, 0, views[spec.name].nbytes - used,
+                          self.stream.handle)
+        self._enqueue({n: v.nbytes for n, v in views.items()}, copy_inputs=False)
+        self.stream.synchronize()
+        return {s.name: views[s.name].copy() for s in self.outputs}, infos
 
     def close(self) -> None:
         for graph in self.graphs.values():
@@ -103,7 +129,8 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, engine: str | Path, device: int = 0, cuda_graph: bool = False, contexts: int = 1,
-                 zero_copy: bool | None = None, plugin_library: str | Path | None = None):
+                 zero_copy: bool | None = None, plugin_library: str | Path | None = None,
+                 gpu_preprocess: bool = False):
         from ...plugins import loader
 
         engine = Path(engine)
@@ -145,6 +172,15 @@ class TensorRTBackend(Backend):
         self.free: queue.Queue[_Slot] = queue.Queue()
         for slot in self.slots:
             self.free.put(slot)
+        self.letterboxes = None
+        if gpu_preprocess:
+            from ..gpu_preprocess import DeviceLetterbox
+
+            if self.metadata is None:
+                raise RgbirError(f"GPU preprocessing needs the engine's metadata: {engine} has no sidecar JSON "
+                                 "(build it with 'rgbir build')")
+            self.letterboxes = {id(slot): DeviceLetterbox(self.metadata, plugin_library) for slot in self.slots}
+            self.device_preprocess = True
 
     def _tensors(self, trt):
         """Input/output specs and the largest shape each tensor takes (profile 0's max for a dynamic batch)."""
@@ -184,7 +220,27 @@ class TensorRTBackend(Backend):
         finally:
             self.free.put(slot)
 
+    def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
+        """8-bit frames in (BGR/grey, any size), letterboxed on the GPU; returns (outputs, LetterboxInfo per input
+        per frame). Needs ``gpu_preprocess=True``."""
+        if self.letterboxes is None:
+            raise RgbirError("this TensorRT backend was opened without gpu_preprocess")
+        frames = {"rgb": list(rgb)}
+        if "ir" in self.input_names:
+            if ir is None:
+                raise RgbirError(f"{self.name}: this model needs an IR input")
+            frames["ir"] = list(ir)
+        specs = {s.name: s for s in self.metadata.inputs}
+        batch = self.metadata.batch or len(frames["rgb"])
+        slot = self.free.get()
+        try:
+            return slot.run_frames(frames, specs, self.letterboxes[id(slot)], batch)
+        finally:
+            self.free.put(slot)
+
     def close(self) -> None:
+        for letterbox in (self.letterboxes or {}).values():
+            letterbox.free()
         for slot in self.slots:
             slot.close()
         self.slots = []
