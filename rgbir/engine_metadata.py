@@ -81,29 +81,31 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
 def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu_name: str,
-                     compute_capability: tuple[int, int], engine: str | Path = "the engine") -> list[str]:
+                     compute_capability: tuple[int, int], engine: str | Path = "the engine",
+                     integrated: bool = False) -> list[str]:
     """Raise when this TensorRT/GPU cannot load the engine; return warnings for what merely may be slower.
 
-    Plans are tied to the exact TensorRT version (major.minor.patch) that built them; a version-compatible plan
-    loads in the same or a later TensorRT of the same major version. Plans are tied to the compute capability
-    unless built hardware-compatible (then any Ampere or newer GPU, compute capability >= 8.0).
+    Plans are tied to the exact TensorRT version (major.minor.patch.build) that built them; a version-compatible
+    plan (TensorRT >= 8.6) loads in the same or any later TensorRT, across major versions too (10 → 11). Plans
+    are tied to the compute capability unless built hardware-compatible (any Ampere or newer discrete GPU,
+    compute capability >= 8.0; not Jetson).
     """
     built, here = _version(meta.tensorrt_version), _version(tensorrt_version)
     rebuild = "rebuild it here with 'rgbir build' (or build it with --version-compatible)"
     if meta.version_compatible:
-        if here[:1] != built[:1] or here < built:
-            raise RgbirError(f"{engine} is version-compatible from TensorRT {meta.tensorrt_version} within major "
-                             f"version {built[0]}, but this is TensorRT {tensorrt_version}: {rebuild}")
+        if here < built or built < (8, 6):
+            raise RgbirError(f"{engine} is version-compatible from TensorRT {meta.tensorrt_version} on, but this is "
+                             f"TensorRT {tensorrt_version}: {rebuild}")
     elif here != built:
         raise RgbirError(f"{engine} was built with TensorRT {meta.tensorrt_version} and this is TensorRT "
                          f"{tensorrt_version}: {rebuild}")
     cc, built_cc = tuple(compute_capability), tuple(meta.compute_capability)
     if meta.hardware_compatible:
-        if cc < (8, 0):
+        if cc < (8, 0) or integrated:
             raise RgbirError(f"{engine} is hardware-compatible for Ampere and newer GPUs, but {gpu_name} has compute "
                              f"capability {cc[0]}.{cc[1]}: rebuild it on this GPU with 'rgbir build'")
     elif cc != built_cc:

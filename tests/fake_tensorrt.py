@@ -156,8 +156,8 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None):
         def build_serialized_network(self, network, config):
             monitor = config.progress_monitor
             if monitor is not None:  # what TensorRT reports: nested phases with steps
-                monitor.phase_start(None, "Building engine", 2)
-                monitor.phase_start("Building engine", "Tactic timing", 3)
+                monitor.phase_start("Building engine", None, 2)  # (phase_name, parent_phase, num_steps)
+                monitor.phase_start("Tactic timing", "Building engine", 3)
                 for step in range(3):
                     if not monitor.step_complete("Tactic timing", step):
                         return None
@@ -186,8 +186,11 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None):
             self.record = record
             self.num_io_tensors = 0
 
+        def create_execution_context(self):
+            return types.SimpleNamespace(set_input_shape=lambda name, shape: True)
+
         def create_engine_inspector(self):
-            return types.SimpleNamespace(get_engine_information=lambda fmt: json.dumps({"Layers": [
+            return types.SimpleNamespace(execution_context=None, get_engine_information=lambda fmt: json.dumps({"Layers": [
                 {"Name": "conv", "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
                 {"Name": "softmax", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}))
 

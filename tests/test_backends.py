@@ -115,16 +115,19 @@ def test_refusal_logic():
         check_compatible(meta, "10.3.0.26", "RTX 4090", (8, 9))
     warnings = check_compatible(meta, "10.3.0.26", "Orin NX", (8, 7))
     assert len(warnings) == 1 and "built on Orin" in warnings[0]
+    with pytest.raises(RgbirError, match="built with TensorRT 10.3.0.26 and this is TensorRT 10.3.0.30"):
+        check_compatible(meta, "10.3.0.30", "Orin", (8, 7))  # plans are tied to the build number too
     compatible = engine_meta(version_compatible=True)
-    assert check_compatible(compatible, "10.14.1", "Orin", (8, 7)) == []  # later 10.x: fine
-    with pytest.raises(RgbirError, match="within major version 10"):
-        check_compatible(compatible, "11.4.0", "Orin", (8, 7))
-    with pytest.raises(RgbirError, match="within major version 10"):
+    assert check_compatible(compatible, "10.14.1.48", "Orin", (8, 7)) == []  # later 10.x: fine
+    assert check_compatible(compatible, "11.4.0.106", "Orin", (8, 7)) == []  # and later majors
+    with pytest.raises(RgbirError, match="version-compatible from TensorRT 10.3.0.26 on"):
         check_compatible(compatible, "10.2.0", "Orin", (8, 7))  # older than the builder
     hardware = engine_meta(hardware_compatible=True, compute_capability=(8, 6))
     assert check_compatible(hardware, "10.3.0.26", "H100", (9, 0)) == []
     with pytest.raises(RgbirError, match="Ampere and newer"):
         check_compatible(hardware, "10.3.0.26", "T4", (7, 5))
+    with pytest.raises(RgbirError, match="Ampere and newer"):
+        check_compatible(hardware, "10.3.0.26", "Orin", (8, 7), integrated=True)  # not on Jetson
 
 
 # TensorRT backend --------------------------------------------------------------------------------------------

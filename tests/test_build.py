@@ -222,8 +222,8 @@ def test_progress_monitor_subclasses_the_real_tensorrt_interface():
     progress = Progress(disable=True)
     monitor = make_progress_monitor(trt, progress)
     assert isinstance(monitor, trt.IProgressMonitor)
-    monitor.phase_start(None, "Building engine", 2)
-    monitor.phase_start("Building engine", "Tactic timing", 4)
+    monitor.phase_start("Building engine", None, 2)  # TensorRT's order: phase_name, parent_phase, num_steps
+    monitor.phase_start("Tactic timing", "Building engine", 4)
     assert monitor.step_complete("Tactic timing", 1) is True
     task = progress.tasks[-1]
     assert task.description == "  Tactic timing" and task.completed == 2 and task.total == 4
@@ -239,16 +239,19 @@ def test_layer_precisions_from_the_engine_inspector():
                        {"Name": "nms", "Outputs": [{"Format/Datatype": "Row major linear Int32"}]}]}
     assert layer_precisions(info, "fp16") == (3, {"fp16": 1, "fp32": 1}, ["softmax"])
     assert layer_precisions(info, "fp32")[2] == []
+    trt11 = {"Layers": [{"Name": "a", "Outputs": [{"Format": "Row major linear", "DataType": "BFloat16"}]},
+                        {"Name": "b", "Outputs": [{"Format": "Row major linear", "DataType": "Float"}]}]}
+    assert layer_precisions(trt11, "bf16") == (2, {"bf16": 1, "fp32": 1}, ["b"])
 
 
 # the build flow --------------------------------------------------------------------------------------------
-def build(tmp_path, version, options, meta=None, **fake):
+def build(tmp_path, version, options, meta=None, device=GPU, **fake):
     onnx_path = small_onnx(tmp_path / "m.onnx", meta or metadata())
     trt = fake_tensorrt.make(version, **fake)
     plugin = tmp_path / "librgbir_plugins.so"
     plugin.write_bytes(b"\x7fELF fake")
     options.plugin_library = plugin
-    result = build_engine(onnx_path, tmp_path / "out" / "m.engine", options, trt=trt, device=GPU)
+    result = build_engine(onnx_path, tmp_path / "out" / "m.engine", options, trt=trt, device=device)
     return result, json.loads(result.engine.read_bytes()), trt
 
 
@@ -304,10 +307,20 @@ def test_parse_errors_name_the_failing_node(tmp_path):
     assert not (tmp_path / "out" / "m.engine").exists()
 
 
+def test_dla_needs_one_batch_size_and_hardware_compatibility_a_discrete_ampere_gpu(tmp_path):
+    with pytest.raises(RgbirError, match="DLA has no dynamic shapes"):
+        EngineOptions(precision="fp16", dla_core=0, batch=BatchProfile(1, 2, 4)).validate(metadata())
+    EngineOptions(precision="fp16", dla_core=0, batch=BatchProfile(2, 2, 2)).validate(metadata())
+    with pytest.raises(RgbirError, match="discrete Ampere or newer"):
+        build(tmp_path, "10.3.0", EngineOptions(precision="fp16", hardware_compatible=True))  # GPU is a Jetson
+
+
 def test_dla_and_hardware_compatibility_reach_the_config(tmp_path):
     _, record, trt = build(tmp_path, "10.3.0", EngineOptions(precision="fp16", dla_core=1))
     assert record["dla"] == [trt.DeviceType.DLA, 1] and "GPU_FALLBACK" in record["flags"]
-    _, record, trt = build(tmp_path, "11.4.0", EngineOptions(hardware_compatible=True), metadata(precision="fp16"))
+    h100 = DeviceInfo(0, "NVIDIA H100", (9, 0), False, True, 80 << 30, 13000, 13000)
+    _, record, trt = build(tmp_path, "11.4.0", EngineOptions(hardware_compatible=True), metadata(precision="fp16"),
+                           device=h100)
     assert record["hardware"] == trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 

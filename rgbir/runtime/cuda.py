@@ -126,9 +126,12 @@ class Stream:
              cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
         try:
             work()
-        finally:
-            graph = call(cudart.cudaStreamEndCapture, self.handle, what="capturing a CUDA graph")
-        return Graph(graph)
+        except BaseException:
+            error, graph = cudart.cudaStreamEndCapture(self.handle)  # end the capture; the first error wins
+            if error == cudart.cudaError_t.cudaSuccess and graph is not None:
+                cudart.cudaGraphDestroy(graph)
+            raise
+        return Graph(call(cudart.cudaStreamEndCapture, self.handle, what="capturing a CUDA graph"))
 
     def destroy(self) -> None:
         if self.handle is not None:

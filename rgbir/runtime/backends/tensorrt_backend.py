@@ -4,13 +4,16 @@ Per execution slot (one per concurrent caller, e.g. one per camera pair's pipeli
 and CUDA stream, device buffers allocated once at the profile's largest shapes, and page-locked host buffers.
 A call copies inputs in, ``execute_async_v3``s and copies outputs out on that stream; with ``cuda_graph`` the
 three are captured once per input shape and replayed as one graph launch. On integrated GPUs (Jetson) the host
-buffers are mapped into the GPU's address space and bound directly, so no copies are made at all. With
+buffers are mapped into the GPU's address space and bound directly, so no copies are made at all. A captured
+graph belongs to the context state it was captured in (TensorRT: changing the context afterwards makes replay
+undefined), so each slot keeps one graph and recaptures after a shape change. With
 ``gpu_preprocess`` the pipeline hands over 8-bit frames and the letterbox runs on the GPU (``infer_frames``).
 """
 
 from __future__ import annotations
 
 import queue
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +50,7 @@ class _Slot:
                 self.owned.append(buffer)
                 self.device[spec.name] = buffer.pointer
             self.context.set_tensor_address(spec.name, self.device[spec.name])
-        self.graphs: dict[tuple, cuda.Graph] = {}
+        self.graph: cuda.Graph | None = None  # captured at the current input shapes
         self.shape_key: tuple | None = None
 
     def _enqueue(self, sizes: dict[str, int], copy_inputs: bool = True) -> None:
@@ -64,7 +67,8 @@ class _Slot:
     def _views(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
         """Set the input shapes (when they changed) and return host views of every tensor at its current shape."""
         key = tuple(input_shapes[s.name] for s in self.inputs)
-        if key != self.shape_key:  # new input shapes: tell TensorRT, and captured graphs no longer apply
+        if key != self.shape_key:  # new input shapes: tell TensorRT; the captured graph no longer applies
+            self._drop_graph()
             for spec in self.inputs:
                 if not self.context.set_input_shape(spec.name, input_shapes[spec.name]):
                     raise RgbirError(f"input '{spec.name}' of shape {input_shapes[spec.name]} is outside the "
@@ -75,21 +79,25 @@ class _Slot:
         return {n: self.host[n].array.reshape(-1)[:int(np.prod(shape))].reshape(shape)
                 for n, shape in shapes.items()}
 
+    def _drop_graph(self) -> None:
+        if self.graph is not None:
+            self.graph.destroy()
+            self.graph = None
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(feeds[s.name].shape for s in self.inputs)
         views = self._views({s.name: feeds[s.name].shape for s in self.inputs})
         for spec in self.inputs:
             views[spec.name][...] = feeds[spec.name]
         sizes = {n: v.nbytes for n, v in views.items()}
         if not self.cuda_graph:
             self._enqueue(sizes)
-        elif key in self.graphs:
-            self.graphs[key].launch(self.stream)
+        elif self.graph is not None:
+            self.graph.launch(self.stream)
         else:  # TensorRT needs one plain enqueue after a shape change before it can be captured
             self._enqueue(sizes)
             self.stream.synchronize()
-            self.graphs[key] = self.stream.capture(lambda: self._enqueue(sizes))
-            self.graphs[key].launch(self.stream)
+            self.graph = self.stream.capture(lambda: self._enqueue(sizes))
+            self.graph.launch(self.stream)
         self.stream.synchronize()
         return {s.name: views[s.name].copy() for s in self.outputs}
 
@@ -114,9 +122,7 @@ class _Slot:
         return {s.name: views[s.name].copy() for s in self.outputs}, infos
 
     def close(self) -> None:
-        for graph in self.graphs.values():
-            graph.destroy()
-        self.graphs.clear()
+        self._drop_graph()
         for host in self.host.values():
             host.free()
         for buffer in self.owned:
@@ -140,11 +146,13 @@ class TensorRTBackend(Backend):
             raise RgbirError(f"contexts must be >= 1, got {contexts}")
         trt = loader.tensorrt_module()
         info = cuda.device_info(device)
+        self.device_index = device
         cuda.call(cuda.runtime_api().cudaSetDevice, device)
         sidecar = read_sidecar(engine)
         self.warnings: list[str] = []
         if sidecar is not None:
-            self.warnings = check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine)
+            self.warnings = check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine,
+                                             info.integrated)
             self.metadata = sidecar.model
         lean = not hasattr(trt, "Builder")
         if lean and not (sidecar and sidecar.version_compatible):
@@ -214,9 +222,16 @@ class TensorRTBackend(Backend):
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently."""
         feeds = self.feeds(rgb, ir)
+        with self._slot() as slot:
+            return slot.run(feeds)
+
+    @contextmanager
+    def _slot(self):
+        """A free execution slot, on this backend's GPU (the current device is per host thread)."""
         slot = self.free.get()
         try:
-            return slot.run(feeds)
+            cuda.call(cuda.runtime_api().cudaSetDevice, self.device_index)
+            yield slot
         finally:
             self.free.put(slot)
 
@@ -232,15 +247,14 @@ class TensorRTBackend(Backend):
             frames["ir"] = list(ir)
         specs = {s.name: s for s in self.metadata.inputs}
         batch = self.metadata.batch or len(frames["rgb"])
-        slot = self.free.get()
-        try:
+        with self._slot() as slot:
             return slot.run_frames(frames, specs, self.letterboxes[id(slot)], batch)
-        finally:
-            self.free.put(slot)
 
     def close(self) -> None:
+        """Free device memory once every slot is back (a call still running on another thread finishes first)."""
+        idle = [self.free.get() for _ in self.slots]
         for letterbox in (self.letterboxes or {}).values():
             letterbox.free()
-        for slot in self.slots:
+        for slot in idle:
             slot.close()
         self.slots = []
