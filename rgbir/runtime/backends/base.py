@@ -25,13 +25,16 @@ class Backend(ABC):
     metadata: ModelMetadata | None = None
     device_preprocess: bool = False  # True: takes 8-bit frames through infer_frames and letterboxes them itself
 
-    @property
-    @abstractmethod
-    def inputs(self) -> list[TensorSpec]: ...
+    _inputs: list[TensorSpec] = []  # set by the constructor, or ``inputs``/``outputs`` overridden
+    _outputs: list[TensorSpec] = []
 
     @property
-    @abstractmethod
-    def outputs(self) -> list[TensorSpec]: ...
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @abstractmethod
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:

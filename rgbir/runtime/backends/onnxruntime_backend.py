@@ -76,14 +76,6 @@ class OnnxRuntimeBackend(Backend):
                     "trt_timing_cache_enable": "True"}
         return {}
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feeds = self.feeds(rgb, ir)
         if not self.io_binding:

@@ -211,14 +211,6 @@ class TensorRTBackend(Backend):
         del probe
         return inputs, outputs, max_shapes
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently."""
         feeds = self.feeds(rgb, ir)

@@ -7,11 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__)
-#define RGBIR_EXPORT __attribute__((visibility("default")))
-#else
-#define RGBIR_EXPORT
-#endif
+#include "../common/rgbirExport.h"
 
 #ifdef __cplusplus
 extern "C" {
