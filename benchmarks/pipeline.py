@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from rgbir.runtime.config import PipelineConfig, StreamConfig

@@ -157,16 +157,26 @@ def test_tensorrt_backend_without_a_gpu_says_why_in_one_line(tmp_path):
 
 
 @pytest.mark.gpu
-def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path):
-    """Full TensorRT + GPU: build the export, run it with and without CUDA graphs, several contexts."""
+def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path, monkeypatch):
+    """Full TensorRT + GPU: build the export, run it with and without CUDA graphs, several contexts, and with
+    GPU preprocessing."""
     trt = pytest.importorskip("tensorrt", reason="full TensorRT not installed (engines cannot be built here)")
     if not hasattr(trt, "Builder"):
         pytest.skip("TensorRT builder not available")
-    _gpu_or_skip()
     from rgbir.build import build_engine
     from rgbir.parity import compare, random_inputs
     from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
 
+    from media import frame_pair
+    from rgbir.plugins import BuildOptions, build_library
+    from rgbir.runtime.frames import Frame, FramePair
+    from rgbir.runtime.inference import DetectSettings, PairDetector
+    from rgbir.runtime.postprocess import Detections, match_detections
+
+    info = _gpu_or_skip()
+    library = build_library(BuildOptions(arch="".join(map(str, info.compute_capability)),
+                                         output_dir=tmp_path / "plugins"), log=lambda m: None)
+    monkeypatch.setenv("RGBIR_PLUGIN_LIBRARY", str(library))  # the attention node maps to the plugin
     _, onnx_path = exported
     result = build_engine(onnx_path, tmp_path / "m.engine")
     reference = OnnxRuntimeBackend(onnx_path)
@@ -176,6 +186,20 @@ def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path):
         report = compare(reference, backend, inputs, backend.metadata)
         assert report.passed, report.outputs
         backend.close()
+    # frames letterboxed on the GPU give the detections the CPU path gives
+    pairs = [FramePair(0, Frame(r, i, 0.0, 0.0, "rgb"), Frame(ir, i, 0.0, 0.0, "ir"))
+             for i, (r, ir) in enumerate(frame_pair(i, size=(120, 160), ir_size=(60, 80)) for i in range(4))]
+    settings = DetectSettings(conf=0.01)
+    cpu = PairDetector(reference, settings)(pairs)
+    gpu = PairDetector(TensorRTBackend(result.engine, gpu_preprocess=True), settings)(pairs)
+
+    def dets(results):
+        return [Detections(np.array([d.box_rgb for d in r.detections], np.float32).reshape(-1, 4),
+                           np.array([d.score for d in r.detections], np.float32),
+                           np.array([d.cls for d in r.detections])) for r in results]
+
+    agreement = match_detections(dets(cpu), dets(gpu), iou=0.9)
+    assert agreement.matched >= 0.9 * max(agreement.reference, agreement.candidate)
 
 
 def test_doctor_reports_every_component(capsys):

@@ -4,7 +4,6 @@ of its exported ONNX (fp32, fp16)."""
 import json
 
 import cv2
-import numpy as np
 import pytest
 
 from rgbir.cli import main

@@ -1,7 +1,6 @@
 """The pipeline end to end: files in lockstep, live cameras with faults, shutdown, memory."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

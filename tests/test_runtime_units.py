@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import yaml
 
-from fakes import NumpyBackend, RecordingSink
 from media import frame_pair, write_folders
 from rgbir.cli import main
 from rgbir.errors import RgbirError

@@ -55,7 +55,11 @@ class DeviceInfo:
 def device_info(index: int = 0) -> DeviceInfo:
     """What the GPU is; raises ``CudaError`` with CUDA's reason when there is no usable device."""
     cudart = runtime_api()
-    count = call(cudart.cudaGetDeviceCount, what="looking for a CUDA GPU")
+    try:
+        count = call(cudart.cudaGetDeviceCount, what="looking for a CUDA GPU")
+    except CudaError as e:
+        raise CudaError(f"no usable CUDA GPU ({str(e).split(' failed: ')[-1]}): TensorRT needs an NVIDIA GPU and "
+                        "driver (rgbir doctor); without one, run the .onnx export with ONNX Runtime") from e
     if index >= count:
         raise CudaError(f"no CUDA device {index}: this machine has {count}")
     p = call(cudart.cudaGetDeviceProperties, index)
