@@ -36,6 +36,8 @@ def test_backend_kind_follows_the_file():
     assert backend_kind("best.pt") == backend_kind("yolo11n-mm-mid") == "pytorch"
     with pytest.raises(RgbirError, match="backend must be one of"):
         open_backend("a.onnx", "tflite")
+    with pytest.raises(RgbirError, match="TensorRT runs on a GPU"):
+        open_backend("a.engine", device="cpu")
 
 
 def test_onnxruntime_and_pytorch_backends_agree_end_to_end(exported):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import RgbirError
 from .base import Backend, TensorSpec
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "backend_kind", "open_backend"]
@@ -42,6 +43,8 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
     if kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 
+        if device and not (device == "cuda" or device.rpartition(":")[2].isdigit()):
+            raise RgbirError(f"TensorRT runs on a GPU: --device '{device}' is not a GPU index (0, 1, cuda:1)")
         gpu = int(device.rpartition(":")[2]) if device and device[-1].isdigit() else 0  # 'cuda:1', '1' → 1
         return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
                                plugin_library=plugin_library, gpu_preprocess=gpu_preprocess)
@@ -49,6 +52,4 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
         from .torch_backend import TorchBackend
 
         return TorchBackend.from_file(str(model), imgsz=imgsz, device=device or "cpu")
-    from ...errors import RgbirError
-
     raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")
