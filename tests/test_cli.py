@@ -58,10 +58,12 @@ def test_cli_and_package_import_without_torch():
 
 
 def test_runtime_works_where_torch_cannot_be_imported():
-    """Jetson deployments have no torch: the whole runtime path must import and construct without it."""
+    """Jetson deployments have no torch: the runtime, engine build and doctor must import and run without it."""
     code = ("import sys; sys.modules['torch'] = None; "  # any 'import torch' now raises ImportError
             "import rgbir.runtime.pipeline, rgbir.runtime.backends.onnxruntime_backend, rgbir.parity, "
-            "rgbir.export.check, rgbir.plugins, rgbir.metadata; from rgbir import Pipeline; print('ok')")
+            "rgbir.export.check, rgbir.plugins, rgbir.metadata, rgbir.build, rgbir.engine_metadata, rgbir.doctor, "
+            "rgbir.runtime.backends.tensorrt_backend, rgbir.runtime.gpu_preprocess; from rgbir import Pipeline; "
+            "from rgbir.doctor import run_checks; run_checks(); print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
 

@@ -50,7 +50,7 @@ class PairDetector:
 
     @property
     def max_batch(self) -> int:
-        return self.fixed_batch or 64
+        return self.fixed_batch or self.backend.max_batch or 64
 
     def __call__(self, pairs: list[FramePair]) -> list[PairResult]:
         """All three steps for a list of pairs (the pipeline runs them on separate threads)."""

@@ -24,6 +24,7 @@ class Backend(ABC):
     name: str = "backend"
     metadata: ModelMetadata | None = None
     device_preprocess: bool = False  # True: takes 8-bit frames through infer_frames and letterboxes them itself
+    max_batch: int | None = None  # the largest batch one call takes (an engine's profile); None: no limit
 
     _inputs: list[TensorSpec] = []  # set by the constructor, or ``inputs``/``outputs`` overridden
     _outputs: list[TensorSpec] = []

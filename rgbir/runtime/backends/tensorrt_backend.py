@@ -173,6 +173,7 @@ class TensorRTBackend(Backend):
             raise RgbirError(f"TensorRT could not deserialize {engine} (see its log above): rebuild it with "
                              "'rgbir build' for this TensorRT and GPU")
         self._inputs, self._outputs, max_shapes = self._tensors(trt)
+        self.max_batch = max_shapes[self._inputs[0].name][0]
         zero_copy = info.integrated and info.can_map_host_memory if zero_copy is None else zero_copy
         self.zero_copy = zero_copy
         self.slots = [_Slot(self.engine, self._inputs, self._outputs, max_shapes, zero_copy, cuda_graph)
