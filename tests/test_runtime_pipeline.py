@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fakes import FakeCamera, NumpyBackend, RecordingSink
-from media import write_folders, write_videos
+from media import frame_pair, write_folders, write_videos
 from rgbir.errors import RgbirError
 from rgbir.runtime.config import PipelineConfig, SinkConfig, StreamConfig
 from rgbir.runtime.pairing import PairingConfig
@@ -136,6 +136,19 @@ def test_batching_several_camera_pairs_into_one_call(tmp_path):
     assert len(sink.records) == 16
     assert_exactly_once(sink.records, streams=2)
     assert backend.calls < 16  # at least some calls carried both streams
+
+
+def test_calls_never_exceed_the_backends_largest_batch():
+    from rgbir.runtime.frames import Frame, FramePair
+    from rgbir.runtime.inference import DetectSettings, PairDetector
+
+    backend = NumpyBackend()
+    backend.max_batch = 2  # e.g. a TensorRT engine built with --batch 1,2,2
+    pairs = [FramePair(0, Frame(r, i, 0.0, 0.0, "rgb"), Frame(ir, i, 0.0, 0.0, "ir"))
+             for i, (r, ir) in enumerate(frame_pair(i) for i in range(5))]
+    detector = PairDetector(backend, DetectSettings())
+    assert [len(b.ready) for b in detector.prepare(pairs)] == [2, 2, 1]
+    assert len(detector(pairs)) == 5 and backend.calls == 3
 
 
 # live mode ------------------------------------------------------------------------------------------------------
