@@ -1,0 +1,145 @@
+"""INT8 calibration for TensorRT 10: batches of *paired* RGB + IR images, preprocessed exactly as at run time.
+
+The images come from a YOLOMM/LLVIP ``data.yaml`` (its train split, else val) or from two folders paired by
+file name. TensorRT asks ``get_batch(names)`` for device pointers in the order of ``names``; the calibration
+cache is written after the first calibration and, when present, makes TensorRT skip the images entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import RgbirError
+from ..metadata import ModelMetadata
+from ..runtime.preprocess import preprocess_pair
+from ..runtime.thermal import ThermalAGC
+
+
+def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
+    """(RGB, IR) image paths from a data.yaml or from 'RGB_DIR,IR_DIR' (paired by file stem)."""
+    if source.endswith((".yaml", ".yml")):
+        from ..data.dataset import load_dataset
+
+        for split in ("train", "val"):
+            try:
+                dataset = load_dataset(source, split)
+            except RgbirError:
+                continue
+            pairs = [(s.rgb, s.ir) for s in dataset.samples if s.ir is not None]
+            if pairs:
+                return pairs[:limit]
+        raise RgbirError(f"{source} lists no RGB + IR image pairs in its train or val split")
+    folders = [Path(p) for p in source.split(",")]
+    if len(folders) != 2 or not all(f.is_dir() for f in folders):
+        raise RgbirError(f"calibration data '{source}' is neither a data.yaml nor two existing folders "
+                         "'RGB_DIR,IR_DIR'")
+    from ..runtime.sources.folder import list_images
+
+    ir_by_stem = {p.stem: p for p in list_images(folders[1])}
+    pairs = [(p, ir_by_stem[p.stem]) for p in list_images(folders[0]) if p.stem in ir_by_stem]
+    if not pairs:
+        raise RgbirError(f"no image in {folders[0]} has a same-named image in {folders[1]}")
+    return pairs[:limit]
+
+
+def calibration_batches(pairs: list[tuple[Path, Path]], meta: ModelMetadata,
+                        batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Full batches of network inputs by name (float32, NCHW); a last partial batch is left out."""
+    agc = ThermalAGC()  # 16-bit radiometric IR → 8-bit grey, as the runtime does
+    names = [s.name for s in meta.inputs]
+    for start in range(0, len(pairs) - batch + 1, batch):
+        arrays: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for rgb_path, ir_path in pairs[start:start + batch]:
+            rgb, ir = (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (rgb_path, ir_path))
+            if rgb is None or ir is None:
+                raise RgbirError(f"cannot read calibration image {rgb_path if rgb is None else ir_path}")
+            inputs, _ = preprocess_pair(rgb, agc(ir), meta)
+            for name, array in zip(names, inputs):
+                arrays[name].append(array)
+        yield {n: np.concatenate(a) for n, a in arrays.items()}
+
+
+class CalibrationFeeder:
+    """The TensorRT-independent half of a calibrator: batches in, device pointers out, cache on disk."""
+
+    def __init__(self, batches: Iterator[dict[str, np.ndarray]], batch_size: int, cache: Path | None,
+                 upload: Callable[[str, np.ndarray], int]):
+        self.batches, self.batch_size, self.cache, self.upload = batches, batch_size, cache, upload
+        self.fed = 0
+        self.error: Exception | None = None  # raised by a batch; re-raised after TensorRT gives up
+
+    def next_pointers(self, names: list[str]) -> list[int] | None:
+        """Pointers to the next batch, one per requested input name in that order; None when done."""
+        batch = next(self.batches, None)
+        if batch is None:
+            return None
+        missing = [n for n in names if n not in batch]
+        if missing:
+            raise RgbirError(f"TensorRT asked for calibration input(s) {missing}; the model's metadata has "
+                             f"{list(batch)}")
+        self.fed += 1
+        return [self.upload(n, np.ascontiguousarray(batch[n], dtype=np.float32)) for n in names]
+
+    def read_cache(self) -> bytes | None:
+        return self.cache.read_bytes() if self.cache and self.cache.is_file() else None
+
+    def write_cache(self, data) -> None:
+        if self.cache and self.error is None:  # never keep a table from a calibration that failed midway
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            self.cache.write_bytes(bytes(data))
+
+
+def make_calibrator(trt, feeder: CalibrationFeeder):
+    """A ``trt.IInt8EntropyCalibrator2`` (TensorRT 10 only; removed in 11.0) driven by ``feeder``."""
+
+    class PairedCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)  # pybind11 trampolines need the base initialised
+
+        def get_batch_size(self) -> int:
+            return feeder.batch_size
+
+        def get_batch(self, names):
+            try:
+                return feeder.next_pointers(list(names))
+            except Exception as e:  # an exception must not cross into TensorRT's C++: end calibration, keep it
+                feeder.error = e
+                return None
+
+        def read_calibration_cache(self):
+            return feeder.read_cache()
+
+        def write_calibration_cache(self, cache) -> None:
+            feeder.write_cache(cache)
+
+    return PairedCalibrator()
+
+
+class DeviceUploader:
+    """Copies each input's batch into one device buffer per input name, allocated on first use."""
+
+    def __init__(self):
+        from ..runtime import cuda
+
+        self.cuda = cuda
+        self.buffers: dict[str, object] = {}
+
+    def __call__(self, name: str, array: np.ndarray) -> int:
+        cudart = self.cuda.runtime_api()
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.nbytes < array.nbytes:
+            if buffer is not None:
+                buffer.free()
+            buffer = self.buffers[name] = self.cuda.DeviceBuffer(array.nbytes)
+        self.cuda.call(cudart.cudaMemcpy, buffer.pointer, array.ctypes.data, array.nbytes,
+                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, what="copying a calibration batch")
+        return buffer.pointer
+
+    def free(self) -> None:
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.buffers.clear()

@@ -1,0 +1,264 @@
+"""Build a TensorRT engine from an rgbir ONNX export (TensorRT 10.x and 11.x Python API).
+
+Flow: read the ONNX metadata → plan the version-specific flags (``plan.py``) → register the plugin library →
+parse → configure (precision, profile, workspace, timing cache, DLA, compatibility, calibrator, progress) →
+``build_serialized_network`` → write the plan atomically, the timing cache and the sidecar JSON → summarise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import onnx
+
+from ..engine_metadata import EngineMetadata, file_sha256, write_sidecar
+from ..errors import RgbirError
+from ..metadata import read_onnx_metadata
+from ..ops import TOPK_SPARSE_ATTENTION as OP
+from ..runtime.cuda import DeviceInfo
+from .options import EngineOptions
+from .plan import BuildPlan, TensorRTFeatures, plan_build
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    mode: str  # "input" | "output"
+    dtype: str
+    shape: tuple[int, ...]  # -1 for dynamic dimensions
+
+
+@dataclass
+class BuildResult:
+    engine: Path
+    sidecar: Path
+    seconds: float
+    size: int
+    precision: str
+    tensorrt_version: str
+    tensors: list[TensorInfo] = field(default_factory=list)
+    layers: int = 0
+    layer_precisions: dict[str, int] = field(default_factory=dict)  # output datatype → layer count
+    fallbacks: list[str] = field(default_factory=list)  # layers computing wider than the engine precision
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_errors(parser, onnx_path: Path) -> RgbirError:
+    """One message naming every failing node (``IParserError.node_name/node_operator``, TensorRT >= 8.6)."""
+    problems = []
+    for i in range(parser.num_errors):
+        e = parser.get_error(i)
+        node = e.node_name() or f"#{e.node()}"
+        problems.append(f"node '{node}' ({e.node_operator()}): {e.desc()}")
+    hint = ""
+    if any(f"({OP.name})" in p for p in problems):
+        hint = f"; the {OP.name} node needs the rgbir plugin: 'rgbir plugins build' (or --plugin PATH)"
+    return RgbirError(f"TensorRT cannot parse {onnx_path}: " + "; ".join(problems or ["unknown parser error"]) + hint)
+
+
+def onnx_bytes(onnx_path: Path, plan: BuildPlan) -> bytes:
+    """The model as the parser should see it: without the attention's local function when the plugin must win."""
+    model = onnx.load(str(onnx_path), load_external_data=False)  # the parser reads external data from the path
+    if plan.strip_attention_function:
+        kept = [f for f in model.functions if (f.domain, f.name) != (OP.domain, OP.name)]
+        del model.functions[:]
+        model.functions.extend(kept)
+    return model.SerializeToString()
+
+
+def _flag(trt, name: str):
+    return getattr(trt.BuilderFlag, name)
+
+
+def configure(trt, builder, options: EngineOptions, plan: BuildPlan, meta, plugin_library: Path | None):
+    """The IBuilderConfig for this plan; returns (config, timing cache or None)."""
+    config = builder.create_builder_config()
+    for name in plan.set_flags:
+        config.set_flag(_flag(trt, name))
+    for name in plan.clear_flags:
+        config.clear_flag(_flag(trt, name))
+    if options.workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    batch = options.profile_batch(meta)
+    if batch is not None:
+        h, w = meta.imgsz
+        profile = builder.create_optimization_profile()
+        for spec in meta.inputs:
+            profile.set_shape(spec.name, *[(b, spec.channels, h, w) for b in (batch.min, batch.opt, batch.max)])
+        config.add_optimization_profile(profile)
+        if plan.calibrate:
+            config.set_calibration_profile(profile)  # TensorRT 10 only (removed in 11.0)
+    if options.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+    if options.version_compatible and plugin_library is not None:
+        config.plugins_to_serialize = [str(plugin_library)]  # the plan carries the plugin: no library needed to load
+    if options.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if options.optimization_level is not None:
+        config.builder_optimization_level = options.optimization_level
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer names and types for the summary
+    cache = None
+    if options.timing_cache is not None:
+        data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    return config, cache
+
+
+def _datatype(text: str) -> str | None:
+    """Engine-inspector datatype text → fp32/fp16/bf16/int8/fp8, None for non-float tensors."""
+    t = text.upper()
+    for token, name in (("BF16", "bf16"), ("BFLOAT", "bf16"), ("FP32", "fp32"), ("FLOAT", "fp32"),
+                        ("FP16", "fp16"), ("HALF", "fp16"), ("INT8", "int8"), ("FP8", "fp8")):
+        if token in t:
+            return name
+    return None
+
+
+WIDTH = {"int8": 1, "fp8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
+
+
+def layer_precisions(info: dict, precision: str) -> tuple[int, dict[str, int], list[str]]:
+    """From the engine inspector's JSON: layer count, layers per output datatype, layers wider than ``precision``."""
+    layers = [layer for layer in info.get("Layers", []) if isinstance(layer, dict)]
+    counts: dict[str, int] = {}
+    wider = []
+    for layer in layers:
+        # TensorRT 10: "Format/Datatype"; TensorRT 11 split it into "Format" and "DataType"
+        types = {_datatype(o.get("Format/Datatype") or o.get("DataType") or o.get("Format", ""))
+                 for o in layer.get("Outputs", []) if isinstance(o, dict)} - {None}
+        for t in types:
+            counts[t] = counts.get(t, 0) + 1
+        if types and min(WIDTH[t] for t in types) > WIDTH[precision]:
+            wider.append(layer.get("Name", "?"))
+    return len(layers), counts, wider
+
+
+def inspect_engine(trt, logger, plan_bytes, precision: str, host_code: bool):
+    """I/O tensors and per-layer precisions of the built plan (deserialised on the build GPU)."""
+    runtime = trt.Runtime(logger)
+    runtime.engine_host_code_allowed = host_code  # version-compatible plans embed the lean runtime
+    engine = runtime.deserialize_cuda_engine(plan_bytes)
+    if engine is None:
+        return [], 0, {}, []
+    tensors = []
+    context = engine.create_execution_context()  # at the profile's opt shapes: dynamic layers then have formats
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        shape = tuple(engine.get_tensor_shape(name))
+        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+        if mode == "input" and -1 in shape:
+            context.set_input_shape(name, tuple(engine.get_tensor_profile_shape(name, 0)[1]))
+        tensors.append(TensorInfo(name, mode, engine.get_tensor_dtype(name).name.lower(), shape))
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    return (tensors, *layer_precisions(info, precision))
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None, trt=None,
+                 device: DeviceInfo | None = None, console=None) -> BuildResult:
+    """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT."""
+    from ..plugins import loader
+    from .calibration import (CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs,
+                              make_calibrator)
+    from .progress import build_progress, make_progress_monitor
+
+    options = options or EngineOptions()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise RgbirError(f"no such ONNX file: {onnx_path}")
+    meta = read_onnx_metadata(onnx_path)
+    trt = trt or loader.tensorrt_module()
+    features = TensorRTFeatures.of(trt)
+    plugin_library = None
+    if meta.attention_op == "function" or options.plugin_library is not None:
+        try:
+            plugin_library = loader.load(options.plugin_library, trt)
+        except RgbirError:
+            if options.plugin_library is not None:
+                raise
+    plan = plan_build(options, meta, features, plugin_library is not None)
+    if device is None:
+        from ..runtime.cuda import device_info
+
+        device = device_info()
+    if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
+        raise RgbirError(f"hardware-compatible engines need a discrete Ampere or newer GPU to build on, and this is "
+                         f"{device.name}: drop --hardware-compatible")
+
+    start = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes(onnx_path, plan), str(onnx_path)):
+        raise parse_errors(parser, onnx_path)
+    config, cache = configure(trt, builder, options, plan, meta, plugin_library)
+
+    uploader = feeder = None
+    if plan.calibrate:
+        profile = options.profile_batch(meta)
+        batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
+        pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
+            if options.calibration_data else []
+        if options.calibration_data and len(pairs) < batch_size:
+            raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
+        uploader = DeviceUploader()
+        feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size,
+                                   options.calibration_cache, uploader)
+        config.int8_calibrator = make_calibrator(trt, feeder)  # TensorRT 10 only (removed in 11.0)
+
+    progress = build_progress(console)
+    monitor = make_progress_monitor(trt, progress)
+    config.progress_monitor = monitor
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, lambda *_: setattr(monitor, "cancelled", True))
+    except ValueError:  # not the main thread: Ctrl-C stays Python's
+        previous = None
+    try:
+        with progress:
+            serialized = builder.build_serialized_network(network, config)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if uploader is not None:
+            uploader.free()
+    if monitor.cancelled:
+        raise RgbirError("build cancelled (Ctrl-C): nothing was written")
+    if feeder is not None and feeder.error is not None:
+        raise feeder.error
+    if serialized is None:
+        raise RgbirError(f"TensorRT could not build an engine from {onnx_path} (its log above says why)")
+
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    partial.write_bytes(memoryview(serialized))
+    os.replace(partial, engine_path)
+    if cache is not None:
+        options.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        options.timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    seconds = time.perf_counter() - start
+
+    embedded = options.version_compatible and plugin_library is not None
+    sidecar = write_sidecar(engine_path, EngineMetadata(
+        model=replace(meta, precision=plan.engine_precision), tensorrt_version=features.version,
+        gpu_name=device.name, compute_capability=device.compute_capability, build=options.to_dict(),
+        version_compatible=options.version_compatible, hardware_compatible=options.hardware_compatible,
+        plugin_library=str(plugin_library) if plugin_library else None,
+        plugin_sha256=file_sha256(plugin_library) if plugin_library else None, plugins_embedded=embedded,
+        onnx_sha256=file_sha256(onnx_path)))
+    tensors, layers, counts, wider = inspect_engine(trt, logger, serialized, plan.engine_precision,
+                                                    options.version_compatible)
+    return BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
+                       features.version, tensors, layers, counts, wider, plan.notes)

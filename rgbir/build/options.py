@@ -1,0 +1,96 @@
+"""What ``rgbir build`` is asked to make, checked against the ONNX model before TensorRT is touched."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import RgbirError
+from ..metadata import ModelMetadata
+
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """Optimisation profile for the batch dimension of a dynamic-batch model (TensorRT tunes for ``opt``)."""
+
+    min: int = 1
+    opt: int = 1
+    max: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchProfile":
+        """'4' → 1,4,4 (tuned for 4); '1,2,8' → min 1, opt 2, max 8."""
+        try:
+            values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values = [1, values[0], values[0]]
+        if len(values) != 3:
+            raise RgbirError(f"batch profile '{text}' is not N or MIN,OPT,MAX (e.g. --batch 4 or --batch 1,2,8)")
+        return cls(*values)
+
+    def validate(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise RgbirError(f"batch profile {self.min},{self.opt},{self.max} must satisfy 1 <= min <= opt <= max")
+
+
+@dataclass
+class EngineOptions:
+    precision: str = "auto"  # auto: as the ONNX is (strongly typed); fp16/int8 flags exist on TensorRT 10 only
+    batch: BatchProfile | None = None  # dynamic-batch models only; default 1,1,1
+    workspace_mib: int | None = None  # limit on TensorRT's scratch memory (default: the GPU's memory)
+    timing_cache: Path | None = None  # read if present, written after the build: repeated builds skip tactic timing
+    dla_core: int | None = None  # Jetson DLA core, layers DLA cannot run fall back to the GPU
+    version_compatible: bool = False  # loadable by later TensorRT of the same major; embeds the plugin library
+    hardware_compatible: bool = False  # loadable on any Ampere+ GPU (not with DLA)
+    calibration_data: str | None = None  # INT8 (TensorRT 10): a data.yaml or an RGB folder,IR folder pair
+    calibration_cache: Path | None = None  # reused when present: INT8 without calibration images
+    calibration_images: int = 512
+    plugin_library: Path | None = None  # default: rgbir.plugins.find_library()
+    optimization_level: int | None = None  # builder optimisation level 0-5 (TensorRT default 3)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+    def validate(self, meta: ModelMetadata) -> None:
+        """Reject options that cannot work for this model, whatever TensorRT version builds it."""
+        if self.precision not in PRECISIONS:
+            raise RgbirError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        if self.precision == "fp32" and meta.precision != "fp32":
+            raise RgbirError(f"the ONNX model is {meta.precision}: an fp32 engine needs an fp32 export "
+                             "('rgbir export' without --half)")
+        if self.batch is not None:
+            self.batch.validate()
+            if meta.batch is not None and (self.batch.min, self.batch.max) != (meta.batch, meta.batch):
+                raise RgbirError(f"the ONNX model has a fixed batch of {meta.batch}, so --batch cannot be "
+                                 f"{self.batch.min},{self.batch.opt},{self.batch.max}: export with --dynamic-batch")
+        if self.workspace_mib is not None and self.workspace_mib <= 0:
+            raise RgbirError(f"workspace {self.workspace_mib} MiB must be positive")
+        if self.dla_core is not None:
+            if self.dla_core < 0:
+                raise RgbirError(f"DLA core {self.dla_core} must be 0 or 1")
+            if self.precision == "fp32" or (self.precision == "auto" and meta.precision == "fp32"):
+                raise RgbirError("DLA runs FP16 or INT8 only: add --precision fp16 (TensorRT 10) or build an fp16 "
+                                 "export ('rgbir export --half')")
+            if self.hardware_compatible:
+                raise RgbirError("a hardware-compatible engine cannot use DLA: drop --dla-core or "
+                                 "--hardware-compatible")
+            if meta.batch is None and self.batch is not None and not self.batch.min == self.batch.opt == self.batch.max:
+                raise RgbirError("DLA has no dynamic shapes: give one batch size (--batch N,N,N), or export a "
+                                 "fixed batch")
+        if self.precision == "int8" and self.calibration_data is None and not (
+                self.calibration_cache and Path(self.calibration_cache).is_file()):
+            raise RgbirError("INT8 needs calibration images (--calib data.yaml or --calib RGB_DIR,IR_DIR) or an "
+                             "existing --calib-cache")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise RgbirError(f"optimisation level {self.optimization_level} is not in 0..5")
+
+    def profile_batch(self, meta: ModelMetadata) -> BatchProfile | None:
+        """The batch profile to build: None for a fixed-batch model, else the option or 1,1,1."""
+        if meta.batch is not None:
+            return None
+        return self.batch or BatchProfile()

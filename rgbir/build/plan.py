@@ -1,0 +1,110 @@
+"""Which TensorRT API a build uses: the 10.x/11.x differences decided in one pure function.
+
+TensorRT 11 removed the weak-typing precision flags (``BuilderFlag.FP16``, ``BuilderFlag.INT8``, ...) and the
+INT8 calibrators (``IBuilderConfig.int8_calibrator``): every network is strongly typed, so precision comes from
+the ONNX (an fp16 export, or Q/DQ nodes for INT8). TensorRT 10 still has both, plus the opt-in
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED``. Before 10.7 the ONNX parser prefers a local function over a
+registered plugin of the same name, so the function must be removed for the node to reach the plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import RgbirError
+from ..metadata import ModelMetadata
+from .options import EngineOptions
+
+
+@dataclass(frozen=True)
+class TensorRTFeatures:
+    """What the installed TensorRT Python module offers, read from the module itself."""
+
+    version: str
+    builder: bool  # trt.Builder: the full TensorRT (the lean/dispatch runtimes only deserialize)
+    weak_typing: bool  # BuilderFlag.FP16 / BuilderFlag.INT8 (removed in 11.0)
+    calibrators: bool  # trt.IInt8EntropyCalibrator2 (removed in 11.0)
+    strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (opt-in in 10.x; always on in 11)
+
+    @classmethod
+    def of(cls, trt) -> "TensorRTFeatures":
+        flags = getattr(trt, "BuilderFlag", None)
+        creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+        return cls(
+            version=str(getattr(trt, "__version__", "0")),
+            builder=hasattr(trt, "Builder"),
+            weak_typing=flags is not None and hasattr(flags, "FP16") and hasattr(flags, "INT8"),
+            calibrators=hasattr(trt, "IInt8EntropyCalibrator2"),
+            strongly_typed_flag=creation is not None and hasattr(creation, "STRONGLY_TYPED"),
+        )
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())
+
+    @property
+    def plugin_beats_local_function(self) -> bool:
+        """TensorRT >= 10.7's parser maps a node to a registered plugin even when a local function has its name."""
+        return self.version_tuple >= (10, 7)
+
+
+@dataclass
+class BuildPlan:
+    engine_precision: str  # "fp32" | "fp16" | "int8": what the engine computes in (recorded in the sidecar)
+    network_flags: list[str] = field(default_factory=list)  # NetworkDefinitionCreationFlag names
+    set_flags: list[str] = field(default_factory=list)  # BuilderFlag names to set
+    clear_flags: list[str] = field(default_factory=list)  # BuilderFlag names to clear
+    calibrate: bool = False  # attach the paired-image INT8 calibrator (TensorRT 10)
+    strip_attention_function: bool = False  # remove the local function so the parser picks the plugin (< 10.7)
+    notes: list[str] = field(default_factory=list)
+
+
+def _precision_error(trt_version: str, precision: str, onnx_precision: str) -> RgbirError:
+    if precision == "int8":
+        return RgbirError(
+            f"TensorRT {trt_version} has no INT8 calibration (BuilderFlag.INT8 and IInt8Calibrator were removed in "
+            "11.0): INT8 needs an explicitly quantised ONNX with QuantizeLinear/DequantizeLinear nodes (e.g. NVIDIA "
+            "ModelOpt: python -m modelopt.onnx.quantization --onnx_path model.onnx --calibration_data_path ...), "
+            "then 'rgbir build' it with --precision auto; or build INT8 with TensorRT 10")
+    return RgbirError(
+        f"TensorRT {trt_version} builds networks strongly typed (BuilderFlag.FP16 was removed in 11.0), so this "
+        f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with 'rgbir export --half' "
+        "and build that file with --precision auto")
+
+
+def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFeatures,
+               plugin_available: bool) -> BuildPlan:
+    """Decide flags and steps for this TensorRT; raises ``RgbirError`` for what this version cannot do."""
+    options.validate(meta)
+    if not features.builder:
+        raise RgbirError(f"this TensorRT ({features.version}) is a runtime-only flavour (lean/dispatch) and cannot "
+                         "build engines: install the full TensorRT (pip install 'rgbir[trt]'; on Jetson, JetPack's "
+                         "python3-libnvinfer)")
+    onnx_precision = meta.precision
+    wanted = onnx_precision if options.precision == "auto" else options.precision
+    if wanted == onnx_precision:
+        # precision exactly as the graph says: strongly typed (opt-in flag on 10.x, always on in 11.x)
+        plan = BuildPlan(wanted, network_flags=["STRONGLY_TYPED"] if features.strongly_typed_flag else [])
+    elif not features.weak_typing or (wanted == "int8" and not features.calibrators):
+        raise _precision_error(features.version, wanted, onnx_precision)
+    elif wanted == "fp16":
+        plan = BuildPlan("fp16", set_flags=["FP16"])
+        plan.notes.append("weakly typed FP16 (TensorRT 10 BuilderFlag.FP16): TensorRT may also run softmax and "
+                          "normalisation in FP16; an 'rgbir export --half' model keeps them in FP32")
+    else:  # int8 on TensorRT 10: implicit quantisation, FP16 for the layers INT8 cannot run
+        plan = BuildPlan("int8", set_flags=["INT8", "FP16"], calibrate=True)
+    if plan.engine_precision == "fp32":
+        plan.clear_flags.append("TF32")  # TF32 is on by default and would miss the fp32 parity tolerances
+    if options.dla_core is not None:
+        plan.set_flags.append("GPU_FALLBACK")
+    if options.version_compatible:
+        plan.set_flags.append("VERSION_COMPATIBLE")
+    if meta.attention_op == "function":
+        if not plugin_available:
+            plan.notes.append("no rgbir plugin library: the sparse attention is built from its standard-op "
+                              "function body (TopK limited to K <= 3840); 'rgbir plugins build' for the fused kernel")
+        elif not features.plugin_beats_local_function:
+            plan.strip_attention_function = True
+            plan.notes.append(f"TensorRT {features.version} < 10.7 prefers local functions over plugins: the "
+                              "function body is removed before parsing so the nodes map to the plugin")
+    return plan
