@@ -118,7 +118,7 @@ def test_auto_precision_is_strongly_typed_on_both_versions_and_fp32_clears_tf32(
 def test_fp16_flag_on_tensorrt_10_and_an_explanation_on_11():
     plan = plan_build(EngineOptions(precision="fp16"), metadata(), features("10.3.0"), True)
     assert plan.set_flags == ["FP16"] and plan.network_flags == [] and plan.engine_precision == "fp16"
-    with pytest.raises(RgbirError, match=r"strongly typed.*rgbir export --half"):
+    with pytest.raises(RgbirError, match=r"strongly typed.*rgbir export --precision fp16"):
         plan_build(EngineOptions(precision="fp16"), metadata(), features("11.4.0"), True)
 
 

@@ -44,8 +44,8 @@ class EngineOptions:
     workspace_mib: int | None = None  # limit on TensorRT's scratch memory (default: the GPU's memory)
     timing_cache: Path | None = None  # read if present, written after the build: repeated builds skip tactic timing
     dla_core: int | None = None  # Jetson DLA core, layers DLA cannot run fall back to the GPU
-    version_compatible: bool = False  # loadable by later TensorRT of the same major; embeds the plugin library
-    hardware_compatible: bool = False  # loadable on any Ampere+ GPU (not with DLA)
+    version_compatible: bool = False  # loadable by this and any later TensorRT; embeds the plugin library
+    hardware_compatible: bool = False  # loadable on any discrete Ampere+ GPU (not with DLA, not on Jetson)
     calibration_data: str | None = None  # INT8 (TensorRT 10): a data.yaml or an RGB folder,IR folder pair
     calibration_cache: Path | None = None  # reused when present: INT8 without calibration images
     calibration_images: int = 512
@@ -62,7 +62,7 @@ class EngineOptions:
             raise RgbirError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
         if self.precision == "fp32" and meta.precision != "fp32":
             raise RgbirError(f"the ONNX model is {meta.precision}: an fp32 engine needs an fp32 export "
-                             "('rgbir export' without --half)")
+                             "('rgbir export --precision fp32')")
         if self.batch is not None:
             self.batch.validate()
             if meta.batch is not None and (self.batch.min, self.batch.max) != (meta.batch, meta.batch):
@@ -75,7 +75,7 @@ class EngineOptions:
                 raise RgbirError(f"DLA core {self.dla_core} must be 0 or 1")
             if self.precision == "fp32" or (self.precision == "auto" and meta.precision == "fp32"):
                 raise RgbirError("DLA runs FP16 or INT8 only: add --precision fp16 (TensorRT 10) or build an fp16 "
-                                 "export ('rgbir export --half')")
+                                 "export ('rgbir export --precision fp16')")
             if self.hardware_compatible:
                 raise RgbirError("a hardware-compatible engine cannot use DLA: drop --dla-core or "
                                  "--hardware-compatible")

@@ -68,7 +68,7 @@ def _precision_error(trt_version: str, precision: str, onnx_precision: str) -> R
             "then 'rgbir build' it with --precision auto; or build INT8 with TensorRT 10")
     return RgbirError(
         f"TensorRT {trt_version} builds networks strongly typed (BuilderFlag.FP16 was removed in 11.0), so this "
-        f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with 'rgbir export --half' "
+        f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with 'rgbir export --precision fp16' "
         "and build that file with --precision auto")
 
 
@@ -90,7 +90,7 @@ def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFe
     elif wanted == "fp16":
         plan = BuildPlan("fp16", set_flags=["FP16"])
         plan.notes.append("weakly typed FP16 (TensorRT 10 BuilderFlag.FP16): TensorRT may also run softmax and "
-                          "normalisation in FP16; an 'rgbir export --half' model keeps them in FP32")
+                          "normalisation in FP16; an 'rgbir export --precision fp16' model keeps them in FP32")
     else:  # int8 on TensorRT 10: implicit quantisation, FP16 for the layers INT8 cannot run
         plan = BuildPlan("int8", set_flags=["INT8", "FP16"], calibrate=True)
     if plan.engine_precision == "fp32":

@@ -7,12 +7,12 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX", description=__doc__.strip("`"))
+    p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX", description=__doc__.replace("``", ""))
     p.add_argument("onnx", help="ONNX file from 'rgbir export'")
     p.add_argument("-o", "--output", type=Path, help="engine file (default: the ONNX name with .engine)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
                    help="auto: as the ONNX is (strongly typed). fp16/int8 use TensorRT 10's weak-typing flags; "
-                        "TensorRT 11 needs an fp16 export (rgbir export --half) or a Q/DQ model for INT8")
+                        "TensorRT 11 needs an fp16 export (rgbir export --precision fp16) or a Q/DQ model for INT8")
     p.add_argument("--batch", help="dynamic-batch models: N or MIN,OPT,MAX (default 1)")
     p.add_argument("--workspace", type=int, metavar="MIB", help="scratch memory limit for tactics")
     p.add_argument("--timing-cache", type=Path, help="timing cache file, reused and updated across builds")
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-images", type=int, default=512, help="at most this many calibration pairs (512)")
     p.add_argument("--dla-core", type=int, help="Jetson: run on this DLA core, falling back to the GPU")
     p.add_argument("--version-compatible", action="store_true",
-                   help="loadable by later TensorRT of the same major version; embeds the plugin library")
+                   help="loadable by this and any later TensorRT (10 → 11 too); embeds the plugin library")
     p.add_argument("--hardware-compatible", action="store_true", help="loadable on any Ampere or newer GPU")
     p.add_argument("--opt-level", type=int, help="builder optimisation level 0-5 (TensorRT's default 3)")
     p.add_argument("--plugin", type=Path, help="rgbir plugin library (default: the search path)")

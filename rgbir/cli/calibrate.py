@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="estimate IR→RGB registration from matched points",
-                       description=__doc__.strip("`") + " The file holds ir_size: [W, H], rgb_size: [W, H], "
+                       description=__doc__.replace("``", "") + " The file holds ir_size: [W, H], rgb_size: [W, H], "
                        "optional kind: homography|affine, and pairs: [[[x_ir, y_ir], [x_rgb, y_rgb]], ...].")
     p.add_argument("points", help="point correspondences YAML")
     p.add_argument("-o", "--output", default="registration.yaml", help="where to write the registration")

@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="static TensorRT compatibility check of an ONNX file",
-                       description=__doc__.strip("`"))
+                       description=__doc__.replace("``", ""))
     p.add_argument("onnx", help="ONNX file")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
     p.set_defaults(run=run)

@@ -12,7 +12,7 @@ DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo-yolo11n-mm
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the pipeline on a synthetic clip with the shipped demo model",
-                       description=__doc__.strip("`"))
+                       description=__doc__.replace("``", ""))
     p.add_argument("-o", "--output", type=Path, default=Path("runs/demo"), help="where the video, JSON Lines and "
                    "statistics go (default runs/demo)")
     p.add_argument("--frames", type=int, default=150, help="clip length (default 150 frames, 10 s at 15 FPS)")

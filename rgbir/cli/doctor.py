@@ -8,7 +8,7 @@ import json
 
 def add_parser(sub) -> None:
     p = sub.add_parser("doctor", help="check the installation: runtimes, GPU, TensorRT, plugin",
-                       description=__doc__.strip("`"))
+                       description=__doc__.replace("``", ""))
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(run=run)
 

@@ -9,7 +9,7 @@ from .common import add_model_arguments, image_size, load_model
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX (inputs rgb, ir)", description=__doc__.strip("`"))
+    p = sub.add_parser("export", help="export a model to ONNX (inputs rgb, ir)", description=__doc__.replace("``", ""))
     add_model_arguments(p)
     p.add_argument("-o", "--output", type=Path, help="ONNX file to write (default: next to the model, .onnx)")
     p.add_argument("--imgsz", type=image_size, default=(640, 640), help="input size H or H,W (default 640)")

@@ -9,7 +9,7 @@ from .common import add_model_arguments, image_size, load_model
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="summarise a model: layers, parameters, GFLOPs, modality routing",
-                       description=__doc__.strip("`"))
+                       description=__doc__.replace("``", ""))
     add_model_arguments(p)
     p.add_argument("--imgsz", type=image_size, default=(640, 640), help="input size H or H,W (default 640)")
     p.add_argument("--brief", action="store_true", help="print only the summary, not the layer table")

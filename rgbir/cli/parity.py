@@ -8,7 +8,7 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="compare PyTorch with an exported ONNX and/or a TensorRT engine",
-                       description=__doc__.strip("`"))
+                       description=__doc__.replace("``", ""))
     p.add_argument("model", help="weights file or config the ONNX/engine was made from")
     p.add_argument("onnx", nargs="?", help="exported ONNX file")
     p.add_argument("--engine", help="TensorRT engine built from it ('rgbir build')")

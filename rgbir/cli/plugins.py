@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="build or inspect the TensorRT plugin library", description=__doc__.strip("`"))
+    p = sub.add_parser("plugins", help="build or inspect the TensorRT plugin library", description=__doc__.replace("``", ""))
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     b = actions.add_parser("build", help="compile the plugin library (CMake + nvcc, TensorRT headers only)")

@@ -8,7 +8,7 @@ from .common import add_backend_arguments, image_size
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.strip("`"))
+    p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.replace("``", ""))
     p.add_argument("--model", help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--rgb", action="append", default=[], metavar="SRC",
                    help="visible camera: device index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline "

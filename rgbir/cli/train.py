@@ -8,7 +8,7 @@ from .common import add_model_arguments, image_size, load_model
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a detector on a paired dataset", description=__doc__.strip("`"))
+    p = sub.add_parser("train", help="train a detector on a paired dataset", description=__doc__.replace("``", ""))
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="data.yaml with train/val splits")
     p.add_argument("-o", "--output", default="model.safetensors", help="where to save the EMA weights")

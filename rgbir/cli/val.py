@@ -8,7 +8,7 @@ from .common import add_backend_arguments, image_size
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.strip("`"))
+    p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.replace("``", ""))
     p.add_argument("--model", required=True,
                    help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--data", required=True, help="data.yaml (path, val, names, modality: {rgb, ir})")
