@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,11 @@ def sidecar_path(engine: str | Path) -> Path:
 
 
 def write_sidecar(engine: str | Path, meta: EngineMetadata) -> Path:
+    """Written whole, then renamed into place: a reader never sees half a sidecar."""
     path = sidecar_path(engine)
-    path.write_text(meta.to_json() + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(meta.to_json() + "\n")
+    os.replace(partial, path)
     return path
 
 

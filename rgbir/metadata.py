@@ -79,7 +79,13 @@ def read_onnx_metadata(path: str | Path) -> ModelMetadata:
 
     from .errors import RgbirError
 
-    model = onnx.load(str(path), load_external_data=False)
+    if not Path(path).is_file():
+        raise RgbirError(f"no such ONNX file: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
+        raise RgbirError(f"{path} is not a readable ONNX file ({type(e).__name__}): export it with "
+                         "'rgbir export'") from e
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export'")

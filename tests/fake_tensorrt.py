@@ -105,6 +105,8 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None):
             return TimingCache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache.data.startswith(b"foreign") and not ignore_mismatch:
+                return False  # a cache from another TensorRT/GPU
             self.cache = cache
             return True
 

@@ -82,6 +82,8 @@ def test_batch_profile_parsing_and_validation():
     (EngineOptions(dla_core=0, precision="fp16", hardware_compatible=True), metadata(), "cannot use DLA"),
     (EngineOptions(precision="int8"), metadata(), "INT8 needs calibration images"),
     (EngineOptions(optimization_level=7), metadata(), "not in 0..5"),
+    (EngineOptions(calibration_data="data.yaml"), metadata(), "only applies to --precision int8"),
+    (EngineOptions(precision="int8", calibration_data="d.yaml", calibration_images=0), metadata(), "at least 1"),
 ])
 def test_options_are_refused_with_the_fix(options, meta, message):
     with pytest.raises(RgbirError, match=message):
@@ -130,6 +132,8 @@ def test_int8_calibrates_on_tensorrt_10_and_asks_for_qdq_on_11(tmp_path):
     assert plan.calibrate and set(plan.set_flags) == {"INT8", "FP16"} and plan.engine_precision == "int8"
     with pytest.raises(RgbirError, match="Q/DQ|QuantizeLinear"):
         plan_build(options, metadata(), features("11.4.0"), True)
+    with pytest.raises(RgbirError, match="QuantizeLinear"):  # said first, not "needs calibration images"
+        plan_build(EngineOptions(precision="int8"), metadata(), features("11.4.0"), True)
 
 
 def test_the_attention_function_is_stripped_only_before_tensorrt_10_7():
@@ -158,6 +162,8 @@ def test_calibration_batches_carry_both_inputs_in_order_and_dtype(tmp_path):
     rgb_dir, ir_dir = write_pairs(tmp_path, 7, ir_16bit=True)
     pairs = calibration_pairs(f"{rgb_dir},{ir_dir}", limit=100)
     assert [(r.name, i.name) for r, i in pairs] == [(f"{k:03d}.png",) * 2 for k in range(7)]
+    spread = calibration_pairs(f"{rgb_dir},{ir_dir}", limit=3)  # spread over the set, not its first frames
+    assert [r.stem for r, _ in spread] == ["000", "002", "004"]
     meta = metadata()
     batches = list(calibration_batches(pairs, meta, batch=3))
     assert len(batches) == 2  # 7 pairs → two full batches of 3; the partial one is left out
@@ -286,19 +292,47 @@ def test_build_on_tensorrt_11_is_strongly_typed_and_keeps_the_function(tmp_path)
     assert side.version_compatible and side.plugins_embedded and side.model.precision == "fp16"
 
 
-def test_int8_build_on_tensorrt_10_feeds_the_calibrator_then_reuses_the_cache(tmp_path):
+def test_int8_build_on_tensorrt_10_feeds_the_calibrator_then_reuses_the_cache(tmp_path, monkeypatch):
     rgb_dir, ir_dir = write_pairs(tmp_path, 5)
     cache = tmp_path / "int8.cache"
     options = EngineOptions(precision="int8", batch=BatchProfile(1, 2, 2), calibration_data=f"{rgb_dir},{ir_dir}",
                             calibration_cache=cache)
-    pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
-    with pytest.raises(RgbirError, match="CUDA|cuda"):  # uploading a batch needs a GPU; none here
+    from rgbir.build.calibration import DeviceUploader
+    from rgbir.runtime.cuda import CudaError
+
+    def failing_upload(self, name, array):
+        raise CudaError("cudaMemcpyAsync failed: out of memory")
+
+    monkeypatch.setattr(DeviceUploader, "__call__", failing_upload)
+    with pytest.raises(RgbirError, match="out of memory"):  # raised after TensorRT gave up, not inside it
         build(tmp_path, "10.3.0", options)
+    monkeypatch.undo()
     assert not cache.exists()  # a failed calibration leaves no table behind
     cache.write_bytes(b"calibration-table")  # with a cache TensorRT never asks for images
     result, record, _ = build(tmp_path, "10.3.0", options)
     assert record["calibration_batches"] == 0 and set(record["flags"]) >= {"INT8", "FP16"}
+    assert any("from the calibration cache" in n for n in result.notes)
     assert read_sidecar(result.engine).model.precision == "int8"
+
+
+def test_outputs_are_checked_before_building_and_a_failed_build_keeps_the_old_engine(tmp_path):
+    first, _, _ = build(tmp_path, "10.8.0", EngineOptions())
+    engine, sidecar = first.engine.read_bytes(), first.sidecar.read_text()
+    (tmp_path / "cache-dir").mkdir()
+    with pytest.raises(RgbirError, match="timing cache .* is a directory"):
+        build(tmp_path, "10.8.0", EngineOptions(precision="fp16", timing_cache=tmp_path / "cache-dir"))
+    assert first.engine.read_bytes() == engine and first.sidecar.read_text() == sidecar
+    (tmp_path / "not.onnx").write_text("hello")
+    with pytest.raises(RgbirError, match="not a readable ONNX file"):
+        build_engine(tmp_path / "not.onnx", tmp_path / "x.engine", trt=fake_tensorrt.make("10.8.0"), device=GPU)
+
+
+def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"foreign GPU")
+    result, record, _ = build(tmp_path, "10.8.0", EngineOptions(timing_cache=cache))
+    assert record["timing_cache"] == "" and any("another TensorRT or GPU" in n for n in result.notes)
+    assert cache.read_bytes() == b"+timed"  # replaced by this build's
 
 
 def test_parse_errors_name_the_failing_node(tmp_path):

@@ -19,8 +19,16 @@ from ..runtime.preprocess import preprocess_pair
 from ..runtime.thermal import ThermalAGC
 
 
+def _spread(pairs: list, limit: int) -> list:
+    """At most ``limit`` pairs spread evenly over the list (datasets are often consecutive video frames)."""
+    if len(pairs) <= limit:
+        return pairs
+    return [pairs[int(i * len(pairs) / limit)] for i in range(limit)]
+
+
 def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
-    """(RGB, IR) image paths from a data.yaml or from 'RGB_DIR,IR_DIR' (paired by file stem)."""
+    """(RGB, IR) image paths from a data.yaml or from 'RGB_DIR,IR_DIR' (paired by file stem), at most ``limit``
+    spread over the whole set."""
     if source.endswith((".yaml", ".yml")):
         from ..data.dataset import load_dataset
 
@@ -31,7 +39,7 @@ def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
                 continue
             pairs = [(s.rgb, s.ir) for s in dataset.samples if s.ir is not None]
             if pairs:
-                return pairs[:limit]
+                return _spread(pairs, limit)
         raise RgbirError(f"{source} lists no RGB + IR image pairs in its train or val split")
     folders = [Path(p) for p in source.split(",")]
     if len(folders) != 2 or not all(f.is_dir() for f in folders):
@@ -43,7 +51,7 @@ def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
     pairs = [(p, ir_by_stem[p.stem]) for p in list_images(folders[0]) if p.stem in ir_by_stem]
     if not pairs:
         raise RgbirError(f"no image in {folders[0]} has a same-named image in {folders[1]}")
-    return pairs[:limit]
+    return _spread(pairs, limit)
 
 
 def calibration_batches(pairs: list[tuple[Path, Path]], meta: ModelMetadata,
@@ -85,12 +93,19 @@ class CalibrationFeeder:
         return [self.upload(n, np.ascontiguousarray(batch[n], dtype=np.float32)) for n in names]
 
     def read_cache(self) -> bytes | None:
-        return self.cache.read_bytes() if self.cache and self.cache.is_file() else None
+        try:
+            return self.cache.read_bytes() if self.cache and self.cache.is_file() else None
+        except OSError as e:
+            self.error = RgbirError(f"cannot read the calibration cache {self.cache}: {e.strerror}")
+            return None
 
     def write_cache(self, data) -> None:
         if self.cache and self.error is None:  # never keep a table from a calibration that failed midway
-            self.cache.parent.mkdir(parents=True, exist_ok=True)
-            self.cache.write_bytes(bytes(data))
+            try:
+                self.cache.parent.mkdir(parents=True, exist_ok=True)
+                self.cache.write_bytes(bytes(data))
+            except OSError as e:
+                self.error = RgbirError(f"cannot write the calibration cache {self.cache}: {e.strerror}")
 
 
 def make_calibrator(trt, feeder: CalibrationFeeder):
@@ -111,7 +126,7 @@ def make_calibrator(trt, feeder: CalibrationFeeder):
                 return None
 
         def read_calibration_cache(self):
-            return feeder.read_cache()
+            return feeder.read_cache()  # errors are kept on the feeder, never raised into TensorRT
 
         def write_calibration_cache(self, cache) -> None:
             feeder.write_cache(cache)
@@ -120,26 +135,26 @@ def make_calibrator(trt, feeder: CalibrationFeeder):
 
 
 class DeviceUploader:
-    """Copies each input's batch into one device buffer per input name, allocated on first use."""
+    """Copies each input's batch to the GPU (one upload buffer per input name) and waits for the copy, since
+    TensorRT reads the pointer as soon as ``get_batch`` returns."""
 
     def __init__(self):
         from ..runtime import cuda
 
         self.cuda = cuda
-        self.buffers: dict[str, object] = {}
+        self.stream = None
+        self.uploads: dict[str, object] = {}
 
     def __call__(self, name: str, array: np.ndarray) -> int:
-        cudart = self.cuda.runtime_api()
-        buffer = self.buffers.get(name)
-        if buffer is None or buffer.nbytes < array.nbytes:
-            if buffer is not None:
-                buffer.free()
-            buffer = self.buffers[name] = self.cuda.DeviceBuffer(array.nbytes)
-        self.cuda.call(cudart.cudaMemcpy, buffer.pointer, array.ctypes.data, array.nbytes,
-                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, what="copying a calibration batch")
-        return buffer.pointer
+        self.stream = self.stream or self.cuda.Stream()
+        pointer = self.uploads.setdefault(name, self.cuda.Upload()).put(array, self.stream)
+        self.stream.synchronize()
+        return pointer
 
     def free(self) -> None:
-        for buffer in self.buffers.values():
-            buffer.free()
-        self.buffers.clear()
+        for upload in self.uploads.values():
+            upload.free()
+        self.uploads.clear()
+        if self.stream is not None:
+            self.stream.destroy()
+            self.stream = None

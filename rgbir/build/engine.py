@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from ..engine_metadata import EngineMetadata, file_sha256, write_sidecar
+from ..engine_metadata import EngineMetadata, file_sha256, sidecar_path, write_sidecar
 from ..errors import RgbirError
 from ..metadata import read_onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
@@ -76,7 +76,7 @@ def _flag(trt, name: str):
 
 
 def configure(trt, builder, options: EngineOptions, plan: BuildPlan, meta, plugin_library: Path | None):
-    """The IBuilderConfig for this plan; returns (config, timing cache or None)."""
+    """The IBuilderConfig for this plan (the timing cache is attached by ``_timing_cache``)."""
     config = builder.create_builder_config()
     for name in plan.set_flags:
         config.set_flag(_flag(trt, name))
@@ -103,12 +103,7 @@ def configure(trt, builder, options: EngineOptions, plan: BuildPlan, meta, plugi
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer names and types for the summary
-    cache = None
-    if options.timing_cache is not None:
-        data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-    return config, cache
+    return config
 
 
 def _datatype(text: str) -> str | None:
@@ -162,61 +157,48 @@ def inspect_engine(trt, logger, plan_bytes, precision: str, host_code: bool):
     return (tensors, *layer_precisions(info, precision))
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None, trt=None,
-                 device: DeviceInfo | None = None, console=None) -> BuildResult:
-    """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT."""
-    from ..plugins import loader
-    from .calibration import (CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs,
-                              make_calibrator)
+def _writable(path: Path, what: str) -> None:
+    """Fail before a long build, not after it, when an output cannot be written."""
+    if path.is_dir():
+        raise RgbirError(f"{what} {path} is a directory: give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RgbirError(f"cannot create {path.parent} for the {what} ({e.strerror}): choose another path") from e
+    if not os.access(path.parent, os.W_OK):
+        raise RgbirError(f"cannot write the {what} into {path.parent} (no permission): choose another path")
+
+
+def _timing_cache(config, options: EngineOptions, notes: list[str]):
+    """Start from the timing cache file when there is one; a cache from another TensorRT/GPU is set aside."""
+    if options.timing_cache is None:
+        return None
+    data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        notes.append(f"timing cache {options.timing_cache} was made by another TensorRT or GPU: starting a new one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _publish(engine_path: Path, serialized, meta: EngineMetadata) -> Path:
+    """Engine then sidecar, each written whole and renamed into place; an old sidecar never describes a new
+    engine (it is removed before the swap)."""
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    try:
+        partial.write_bytes(memoryview(serialized))
+        sidecar_path(engine_path).unlink(missing_ok=True)
+        os.replace(partial, engine_path)
+        return write_sidecar(engine_path, meta)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise RgbirError(f"cannot write {engine_path} ({e.strerror}): free space or choose another -o") from e
+
+
+def _build(builder, network, config, trt, console):
+    """build_serialized_network with the progress bar; Ctrl-C asks TensorRT to stop (returns None, cancelled)."""
     from .progress import build_progress, make_progress_monitor
-
-    options = options or EngineOptions()
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if not onnx_path.is_file():
-        raise RgbirError(f"no such ONNX file: {onnx_path}")
-    meta = read_onnx_metadata(onnx_path)
-    trt = trt or loader.tensorrt_module()
-    features = TensorRTFeatures.of(trt)
-    plugin_library = None
-    if meta.attention_op == "function" or options.plugin_library is not None:
-        try:
-            plugin_library = loader.load(options.plugin_library, trt)
-        except RgbirError:
-            if options.plugin_library is not None:
-                raise
-    plan = plan_build(options, meta, features, plugin_library is not None)
-    if device is None:
-        from ..runtime.cuda import device_info
-
-        device = device_info()
-    if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
-        raise RgbirError(f"hardware-compatible engines need a discrete Ampere or newer GPU to build on, and this is "
-                         f"{device.name}: drop --hardware-compatible")
-
-    start = time.perf_counter()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    for name in plan.network_flags:
-        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_bytes(onnx_path, plan), str(onnx_path)):
-        raise parse_errors(parser, onnx_path)
-    config, cache = configure(trt, builder, options, plan, meta, plugin_library)
-
-    uploader = feeder = None
-    if plan.calibrate:
-        profile = options.profile_batch(meta)
-        batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
-        pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
-            if options.calibration_data else []
-        if options.calibration_data and len(pairs) < batch_size:
-            raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
-        uploader = DeviceUploader()
-        feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size,
-                                   options.calibration_cache, uploader)
-        config.int8_calibrator = make_calibrator(trt, feeder)  # TensorRT 10 only (removed in 11.0)
 
     progress = build_progress(console)
     monitor = make_progress_monitor(trt, progress)
@@ -232,33 +214,95 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    return serialized, monitor.cancelled
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None, trt=None,
+                 device: DeviceInfo | None = None, console=None) -> BuildResult:
+    """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT."""
+    from ..plugins import loader
+    from .calibration import (CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs,
+                              make_calibrator)
+
+    options = options or EngineOptions()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    meta = read_onnx_metadata(onnx_path)
+    for path, what in ((engine_path, "engine"), (options.timing_cache, "timing cache"),
+                       (options.calibration_cache, "calibration cache")):
+        if path is not None:
+            _writable(Path(path), what)
+    trt = trt or loader.tensorrt_module()
+    features = TensorRTFeatures.of(trt)
+    plugin_library = loader.load_if_present(options.plugin_library, trt, required=False) \
+        if meta.attention_op == "function" or options.plugin_library is not None else None
+    plan = plan_build(options, meta, features, plugin_library is not None)
+    if device is None:
+        from ..runtime.cuda import device_info
+
+        device = device_info()
+    if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
+        raise RgbirError(f"hardware-compatible engines need a discrete Ampere or newer GPU to build on, and this is "
+                         f"{device.name}: drop --hardware-compatible")
+
+    start = time.perf_counter()
+    notes = list(plan.notes)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes(onnx_path, plan), str(onnx_path)):
+        raise parse_errors(parser, onnx_path)
+    config = configure(trt, builder, options, plan, meta, plugin_library)
+    cache = _timing_cache(config, options, notes)
+
+    uploader = feeder = None
+    if plan.calibrate:
+        profile = options.profile_batch(meta)
+        batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
+        pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
+            if options.calibration_data else []
+        if options.calibration_data and len(pairs) < batch_size:
+            raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
+        uploader = DeviceUploader()
+        feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size,
+                                   options.calibration_cache, uploader)
+        config.int8_calibrator = make_calibrator(trt, feeder)  # TensorRT 10 only (removed in 11.0)
+    try:
+        serialized, cancelled = _build(builder, network, config, trt, console)
+    finally:
         if uploader is not None:
             uploader.free()
-    if monitor.cancelled:
+    if cancelled:
         raise RgbirError("build cancelled (Ctrl-C): nothing was written")
     if feeder is not None and feeder.error is not None:
         raise feeder.error
     if serialized is None:
         raise RgbirError(f"TensorRT could not build an engine from {onnx_path} (its log above says why)")
-
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = engine_path.with_name(engine_path.name + ".partial")
-    partial.write_bytes(memoryview(serialized))
-    os.replace(partial, engine_path)
-    if cache is not None:
-        options.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        options.timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    if feeder is not None:
+        notes.append(f"INT8 calibrated on {feeder.fed} batches of {feeder.batch_size} pairs" if feeder.fed
+                     else f"INT8 scales from the calibration cache {options.calibration_cache}")
     seconds = time.perf_counter() - start
 
-    embedded = options.version_compatible and plugin_library is not None
-    sidecar = write_sidecar(engine_path, EngineMetadata(
+    sidecar = _publish(engine_path, serialized, EngineMetadata(
         model=replace(meta, precision=plan.engine_precision), tensorrt_version=features.version,
         gpu_name=device.name, compute_capability=device.compute_capability, build=options.to_dict(),
         version_compatible=options.version_compatible, hardware_compatible=options.hardware_compatible,
         plugin_library=str(plugin_library) if plugin_library else None,
-        plugin_sha256=file_sha256(plugin_library) if plugin_library else None, plugins_embedded=embedded,
+        plugin_sha256=file_sha256(plugin_library) if plugin_library else None,
+        plugins_embedded=options.version_compatible and plugin_library is not None,
         onnx_sha256=file_sha256(onnx_path)))
+    timing = config.get_timing_cache() if cache is not None else None
+    if timing is not None:
+        try:
+            partial = options.timing_cache.with_name(options.timing_cache.name + ".partial")
+            partial.write_bytes(memoryview(timing.serialize()))
+            os.replace(partial, options.timing_cache)
+        except OSError as e:  # the engine is built and written; only the next build's head start is lost
+            notes.append(f"could not save the timing cache {options.timing_cache}: {e.strerror}")
     tensors, layers, counts, wider = inspect_engine(trt, logger, serialized, plan.engine_precision,
                                                     options.version_compatible)
     return BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
-                       features.version, tensors, layers, counts, wider, plan.notes)
+                       features.version, tensors, layers, counts, wider, notes)

@@ -86,6 +86,10 @@ class EngineOptions:
                 self.calibration_cache and Path(self.calibration_cache).is_file()):
             raise RgbirError("INT8 needs calibration images (--calib data.yaml or --calib RGB_DIR,IR_DIR) or an "
                              "existing --calib-cache")
+        if self.calibration_data is not None and self.precision != "int8":
+            raise RgbirError("--calib only applies to --precision int8")
+        if self.calibration_images < 1:
+            raise RgbirError(f"--calib-images {self.calibration_images} must be at least 1")
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
             raise RgbirError(f"optimisation level {self.optimization_level} is not in 0..5")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RgbirError
 from ..metadata import ModelMetadata
-from .options import EngineOptions
+from .options import PRECISIONS, EngineOptions
 
 
 @dataclass(frozen=True)
@@ -74,19 +74,22 @@ def _precision_error(trt_version: str, precision: str, onnx_precision: str) -> R
 
 def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFeatures,
                plugin_available: bool) -> BuildPlan:
-    """Decide flags and steps for this TensorRT; raises ``RgbirError`` for what this version cannot do."""
-    options.validate(meta)
+    """Decide flags and steps for this TensorRT; raises ``RgbirError`` for what this version cannot do (first, so
+    that an option it cannot honour at all is named before the option's own requirements)."""
+    if options.precision not in PRECISIONS:
+        raise RgbirError(f"precision '{options.precision}' is not one of {', '.join(PRECISIONS)}")
     if not features.builder:
         raise RgbirError(f"this TensorRT ({features.version}) is a runtime-only flavour (lean/dispatch) and cannot "
                          "build engines: install the full TensorRT (pip install 'rgbir[trt]'; on Jetson, JetPack's "
                          "python3-libnvinfer)")
     onnx_precision = meta.precision
     wanted = onnx_precision if options.precision == "auto" else options.precision
+    if wanted != onnx_precision and (not features.weak_typing or (wanted == "int8" and not features.calibrators)):
+        raise _precision_error(features.version, wanted, onnx_precision)
+    options.validate(meta)
     if wanted == onnx_precision:
         # precision exactly as the graph says: strongly typed (opt-in flag on 10.x, always on in 11.x)
         plan = BuildPlan(wanted, network_flags=["STRONGLY_TYPED"] if features.strongly_typed_flag else [])
-    elif not features.weak_typing or (wanted == "int8" and not features.calibrators):
-        raise _precision_error(features.version, wanted, onnx_precision)
     elif wanted == "fp16":
         plan = BuildPlan("fp16", set_flags=["FP16"])
         plan.notes.append("weakly typed FP16 (TensorRT 10 BuilderFlag.FP16): TensorRT may also run softmax and "

@@ -58,3 +58,14 @@ def load(path: str | Path | None = None, trt=None) -> Path:
         raise RgbirError(f"TensorRT could not load {library}: rebuild it for this TensorRT and CUDA "
                          "('rgbir plugins build')")
     return library
+
+
+def load_if_present(path: str | Path | None, trt, required: bool) -> Path | None:
+    """``load`` when a library is found; None when none is and it is not ``required`` (an explicit ``path`` always
+    is). For builds and engines that may or may not carry the rgbir plugin."""
+    try:
+        return load(path, trt)
+    except RgbirError:
+        if required or path is not None:
+            raise
+        return None

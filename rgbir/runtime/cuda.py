@@ -103,6 +103,34 @@ class DeviceBuffer:
             self.pointer = 0
 
 
+class Upload:
+    """Page-locked staging plus a device buffer, grown on demand: ``put`` copies an array to the GPU
+    asynchronously and returns its device pointer (``mapped``: the GPU reads the staging itself, no copy)."""
+
+    def __init__(self, mapped: bool = False):
+        self.mapped = mapped
+        self.host: HostBuffer | None = None
+        self.device: DeviceBuffer | None = None
+
+    def put(self, array: np.ndarray, stream: "Stream") -> int:
+        nbytes = array.nbytes
+        if self.host is None or self.host.array.nbytes < nbytes:
+            self.free()
+            self.host = HostBuffer((nbytes,), np.uint8, mapped=self.mapped)
+            self.device = None if self.mapped else DeviceBuffer(nbytes)
+        self.host.array[:nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        if self.mapped:
+            return self.host.device_pointer
+        stream.copy_to_device(self.device.pointer, self.host, nbytes)
+        return self.device.pointer
+
+    def free(self) -> None:
+        for buffer in (self.host, self.device):
+            if buffer is not None:
+                buffer.free()
+        self.host = self.device = None
+
+
 class Stream:
     """A non-blocking CUDA stream with the copies and graph capture the backends need."""
 

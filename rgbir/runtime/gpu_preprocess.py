@@ -37,24 +37,7 @@ class DeviceLetterbox:
         self.meta = meta
         self.pad = float(meta.letterbox.get("pad_value", 114))
         self.scale = float(meta.normalization.get("scale", 1 / 255))
-        self.staging: dict[tuple[str, int], tuple[cuda.HostBuffer, cuda.DeviceBuffer | None]] = {}
-
-    def _stage(self, key: tuple[str, int], frame: np.ndarray, mapped: bool, stream: cuda.Stream) -> int:
-        """Copy ``frame`` into page-locked memory (grown when needed) and onto the GPU; returns its device pointer."""
-        host, device = self.staging.get(key, (None, None))
-        if host is None or host.array.nbytes < frame.nbytes:
-            if host is not None:
-                host.free()
-                if device is not None:
-                    device.free()
-            host = cuda.HostBuffer((frame.nbytes,), np.uint8, mapped=mapped)
-            device = None if mapped else cuda.DeviceBuffer(frame.nbytes)
-            self.staging[key] = (host, device)
-        host.array[:frame.nbytes] = frame.reshape(-1)
-        if mapped:  # integrated GPU: the kernel reads the page-locked frame in place
-            return host.device_pointer
-        stream.copy_to_device(device.pointer, host, frame.nbytes)
-        return device.pointer
+        self.staging: dict[tuple[str, int], cuda.Upload] = {}  # one per input and batch slot
 
     def __call__(self, frame: np.ndarray, spec: InputSpec, index: int, dst: int, dtype: np.dtype,
                  stream: cuda.Stream, mapped: bool = False) -> LetterboxInfo:
@@ -67,7 +50,8 @@ class DeviceLetterbox:
         channels = 1 if frame.ndim == 2 else frame.shape[2]
         (rh, rw), info = letterbox_geometry((h, w), self.meta.imgsz)
         dh, dw = self.meta.imgsz
-        src = self._stage((spec.name, index), frame, mapped, stream)
+        # integrated GPU (mapped): the kernel reads the page-locked frame in place
+        src = self.staging.setdefault((spec.name, index), cuda.Upload(mapped)).put(frame, stream)
         plane = spec.channels * dh * dw * np.dtype(dtype).itemsize
         code = self.launch(src, h, w, w * channels, channels, dst + index * plane, dh, dw, spec.channels,
                            DTYPE_CODES[np.dtype(dtype)], rh, rw, info.pad_top, info.pad_left,
@@ -78,8 +62,6 @@ class DeviceLetterbox:
         return info
 
     def free(self) -> None:
-        for host, device in self.staging.values():
-            host.free()
-            if device is not None:
-                device.free()
+        for upload in self.staging.values():
+            upload.free()
         self.staging.clear()
