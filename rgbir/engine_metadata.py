@@ -2,8 +2,8 @@
 
 The engine stays a plain TensorRT plan (trtexec, DeepStream and Triton read it as is); ``model.engine.json``
 carries the ONNX metadata plus how and where the engine was built. TensorRT plans only load in the TensorRT
-version and on the GPU (compute capability) they were built for, unless built version-compatible (this and any
-later TensorRT) or hardware-compatible (discrete Ampere+); ``check_compatible`` refuses the rest with a clear
+version and on the GPU (compute capability) they were built for, unless built version-compatible (later
+TensorRT of its major and the next) or hardware-compatible (discrete Ampere+); ``check_compatible`` refuses the rest with a clear
 message instead of TensorRT's deserialisation error. Torch- and TensorRT-free.
 """
 
@@ -84,8 +84,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
+NEXT_MAJOR = {8: 10, 10: 11}  # version-compatible plans also load in the next major release (8.6 → 10, 10 → 11)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'10.3.0.26' → (10, 3, 0, 26)."""
+    return tuple(int(p) for p in str(text).split(".") if p.isdigit())
 
 
 def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu_name: str,
@@ -94,16 +98,17 @@ def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu_name: str,
     """Raise when this TensorRT/GPU cannot load the engine; return warnings for what merely may be slower.
 
     Plans are tied to the exact TensorRT version (major.minor.patch.build) that built them; a version-compatible
-    plan (TensorRT >= 8.6) loads in the same or any later TensorRT, across major versions too (10 → 11). Plans
+    plan (TensorRT >= 8.6) loads in the same or a later release of its major version, or of the next major
+    (8.6 → 10.x, 10.x → 11.x). Plans
     are tied to the compute capability unless built hardware-compatible (any Ampere or newer discrete GPU,
     compute capability >= 8.0; not Jetson).
     """
-    built, here = _version(meta.tensorrt_version), _version(tensorrt_version)
+    built, here = version_tuple(meta.tensorrt_version), version_tuple(tensorrt_version)
     rebuild = "rebuild it here with 'rgbir build' (or build it with --version-compatible)"
     if meta.version_compatible:
-        if here < built or built < (8, 6):
-            raise RgbirError(f"{engine} is version-compatible from TensorRT {meta.tensorrt_version} on, but this is "
-                             f"TensorRT {tensorrt_version}: {rebuild}")
+        if here < built or built < (8, 6) or here[0] not in (built[0], NEXT_MAJOR.get(built[0])):
+            raise RgbirError(f"{engine} is version-compatible from TensorRT {meta.tensorrt_version} to the next major "
+                             f"version, but this is TensorRT {tensorrt_version}: {rebuild}")
     elif here != built:
         raise RgbirError(f"{engine} was built with TensorRT {meta.tensorrt_version} and this is TensorRT "
                          f"{tensorrt_version}: {rebuild}")

@@ -36,8 +36,13 @@ def test_backend_kind_follows_the_file():
     assert backend_kind("best.pt") == backend_kind("yolo11n-mm-mid") == "pytorch"
     with pytest.raises(RgbirError, match="backend must be one of"):
         open_backend("a.onnx", "tflite")
-    with pytest.raises(RgbirError, match="TensorRT runs on a GPU"):
-        open_backend("a.engine", device="cpu")
+    for device in ("cpu", "cpu:0", "gpu"):
+        with pytest.raises(RgbirError, match="TensorRT runs on a GPU"):
+            open_backend("a.engine", device=device)
+    with pytest.raises(RgbirError, match="--cuda-graph, --gpu-preprocess apply to TensorRT engines only"):
+        open_backend("a.onnx", cuda_graph=True, gpu_preprocess=True)
+    with pytest.raises(RgbirError, match="through --providers"):
+        open_backend("a.onnx", device="cuda")
 
 
 def test_onnxruntime_and_pytorch_backends_agree_end_to_end(exported):
@@ -121,9 +126,15 @@ def test_refusal_logic():
         check_compatible(meta, "10.3.0.30", "Orin", (8, 7))  # plans are tied to the build number too
     compatible = engine_meta(version_compatible=True)
     assert check_compatible(compatible, "10.14.1.48", "Orin", (8, 7)) == []  # later 10.x: fine
-    assert check_compatible(compatible, "11.4.0.106", "Orin", (8, 7)) == []  # and later majors
-    with pytest.raises(RgbirError, match="version-compatible from TensorRT 10.3.0.26 on"):
+    assert check_compatible(compatible, "11.4.0.106", "Orin", (8, 7)) == []  # and the next major
+    with pytest.raises(RgbirError, match="version-compatible from TensorRT 10.3.0.26 to the next major"):
         check_compatible(compatible, "10.2.0", "Orin", (8, 7))  # older than the builder
+    with pytest.raises(RgbirError, match="to the next major"):
+        check_compatible(compatible, "12.0.0", "Orin", (8, 7))
+    old = engine_meta(version_compatible=True, tensorrt_version="8.6.1.6")
+    assert check_compatible(old, "10.3.0.26", "Orin", (8, 7)) == []
+    with pytest.raises(RgbirError, match="to the next major"):
+        check_compatible(old, "11.4.0", "Orin", (8, 7))
     hardware = engine_meta(hardware_compatible=True, compute_capability=(8, 6))
     assert check_compatible(hardware, "10.3.0.26", "H100", (9, 0)) == []
     with pytest.raises(RgbirError, match="Ampere and newer"):

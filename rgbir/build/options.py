@@ -44,7 +44,7 @@ class EngineOptions:
     workspace_mib: int | None = None  # limit on TensorRT's scratch memory (default: the GPU's memory)
     timing_cache: Path | None = None  # read if present, written after the build: repeated builds skip tactic timing
     dla_core: int | None = None  # Jetson DLA core, layers DLA cannot run fall back to the GPU
-    version_compatible: bool = False  # loadable by this and any later TensorRT; embeds the plugin library
+    version_compatible: bool = False  # later TensorRT of this and the next major can load it; embeds the plugin
     hardware_compatible: bool = False  # loadable on any discrete Ampere+ GPU (not with DLA, not on Jetson)
     calibration_data: str | None = None  # INT8 (TensorRT 10): a data.yaml or an RGB folder,IR folder pair
     calibration_cache: Path | None = None  # reused when present: INT8 without calibration images

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..engine_metadata import version_tuple
 from ..errors import RgbirError
 from ..metadata import ModelMetadata
 from .options import PRECISIONS, EngineOptions
@@ -39,13 +40,9 @@ class TensorRTFeatures:
         )
 
     @property
-    def version_tuple(self) -> tuple[int, ...]:
-        return tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())
-
-    @property
     def plugin_beats_local_function(self) -> bool:
         """TensorRT >= 10.7's parser maps a node to a registered plugin even when a local function has its name."""
-        return self.version_tuple >= (10, 7)
+        return version_tuple(self.version) >= (10, 7)
 
 
 @dataclass

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-images", type=int, default=512, help="at most this many calibration pairs (512)")
     p.add_argument("--dla-core", type=int, help="Jetson: run on this DLA core, falling back to the GPU")
     p.add_argument("--version-compatible", action="store_true",
-                   help="loadable by this and any later TensorRT (10 → 11 too); embeds the plugin library")
+                   help="loadable by later TensorRT of this and the next major version (10 → 11); "
+                        "embeds the plugin library")
     p.add_argument("--hardware-compatible", action="store_true", help="loadable on any Ampere or newer GPU")
     p.add_argument("--opt-level", type=int, help="builder optimisation level 0-5 (TensorRT's default 3)")
     p.add_argument("--plugin", type=Path, help="rgbir plugin library (default: the search path)")

@@ -63,6 +63,8 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.owns_backend = backend is None  # opened here, so closed here (device memory, streams)
         self.backend = backend or self._open_backend()
+        for warning in self.backend.warnings:
+            log(f"warning: {warning}")
         registration = Registration.load(config.registration) if config.registration else None
         self.detector = PairDetector(self.backend, DetectSettings(config.conf, config.iou, config.max_det,
                                                                   config.classes), registration)

@@ -29,13 +29,19 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
                  threads: int | None = None, imgsz: tuple[int, int] = (640, 640), device: str | None = None,
                  cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None,
                  gpu_preprocess: bool = False) -> Backend:
-    """A backend for ``model``; each backend takes the options that concern it and ignores the rest.
+    """A backend for ``model``, with the options that concern it; an option given for another backend is an
+    error rather than silently ignored.
 
     onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
-    gpu_preprocess ·
-    pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
+    gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
     """
     kind = backend_kind(model) if kind == "auto" else kind
+    tensorrt_only = [flag for flag, given in (("--cuda-graph", cuda_graph), ("--gpu-preprocess", gpu_preprocess),
+                                              ("contexts", contexts != 1), ("--plugin", plugin_library)) if given]
+    if kind in BACKENDS and kind != "tensorrt" and tensorrt_only:
+        raise RgbirError(f"{', '.join(tensorrt_only)} apply to TensorRT engines only, not to the {kind} backend")
+    if kind == "onnxruntime" and device is not None:
+        raise RgbirError("ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), not --device")
     if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
@@ -43,9 +49,10 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
     if kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 
-        if device and not (device == "cuda" or device.rpartition(":")[2].isdigit()):
-            raise RgbirError(f"TensorRT runs on a GPU: --device '{device}' is not a GPU index (0, 1, cuda:1)")
-        gpu = int(device.rpartition(":")[2]) if device and device[-1].isdigit() else 0  # 'cuda:1', '1' → 1
+        index = device.removeprefix("cuda:") if device else "0"
+        if not (device in (None, "cuda") or index.isdigit()):
+            raise RgbirError(f"TensorRT runs on a GPU: --device '{device}' is not a GPU (0, 1, cuda, cuda:1)")
+        gpu = int(index) if index.isdigit() else 0
         return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
                                plugin_library=plugin_library, gpu_preprocess=gpu_preprocess)
     if kind == "pytorch":

@@ -25,6 +25,7 @@ class Backend(ABC):
     metadata: ModelMetadata | None = None
     device_preprocess: bool = False  # True: takes 8-bit frames through infer_frames and letterboxes them itself
     max_batch: int | None = None  # the largest batch one call takes (an engine's profile); None: no limit
+    warnings: tuple[str, ...] | list[str] = ()  # what the user should know (e.g. an engine built on another GPU)
 
     _inputs: list[TensorSpec] = []  # set by the constructor, or ``inputs``/``outputs`` overridden
     _outputs: list[TensorSpec] = []
@@ -54,6 +55,12 @@ class Backend(ABC):
         given = {"rgb": rgb, "ir": ir}
         if "ir" in self.input_names and ir is None:
             raise RgbirError(f"{self.name}: this model needs an IR input")
+        for s in self.inputs:
+            shape = np.shape(given[s.name])
+            if len(shape) != len(s.shape) or any(e is not None and e != g for e, g in zip(s.shape[1:], shape[1:])):
+                takes = "x".join("N" if d is None else str(d) for d in s.shape)
+                raise RgbirError(f"{self.name}: input '{s.name}' has shape {'x'.join(map(str, shape))}; the model "
+                                 f"takes {takes} (preprocess with the model's metadata)")
         return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...engine_metadata import check_compatible, read_sidecar
+from ...engine_metadata import check_compatible, file_sha256, read_sidecar
 from ...errors import RgbirError
 from .. import cuda
 from .base import Backend, TensorSpec
@@ -69,6 +69,7 @@ class _Slot:
         key = tuple(input_shapes[s.name] for s in self.inputs)
         if key != self.shape_key:  # new input shapes: tell TensorRT; the captured graph no longer applies
             self._drop_graph()
+            self.shape_key = None  # until every input is set: a refused shape must not leave a stale key
             for spec in self.inputs:
                 if not self.context.set_input_shape(spec.name, input_shapes[spec.name]):
                     raise RgbirError(f"input '{spec.name}' of shape {input_shapes[spec.name]} is outside the "
@@ -144,27 +145,23 @@ class TensorRTBackend(Backend):
             raise RgbirError(f"no such TensorRT engine: {engine}")
         if contexts < 1:
             raise RgbirError(f"contexts must be >= 1, got {contexts}")
+        sidecar = read_sidecar(engine)
+        if gpu_preprocess and sidecar is None:
+            raise RgbirError(f"GPU preprocessing needs the engine's metadata: {engine} has no sidecar JSON (build it "
+                             "with 'rgbir build')")
         trt = loader.tensorrt_module()
         info = cuda.device_info(device)
         self.device_index = device
-        cuda.call(cuda.runtime_api().cudaSetDevice, device)
-        sidecar = read_sidecar(engine)
         self.warnings: list[str] = []
+        cuda.call(cuda.runtime_api().cudaSetDevice, device)
         if sidecar is not None:
-            self.warnings = check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine,
+            self.warnings += check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine,
                                              info.integrated)
             self.metadata = sidecar.model
-        lean = not hasattr(trt, "Builder")
-        if lean and not (sidecar and sidecar.version_compatible):
+        if not hasattr(trt, "Builder") and not (sidecar and sidecar.version_compatible):
             raise RgbirError(f"only TensorRT's lean runtime is installed, and it runs version-compatible engines "
                              f"only: rebuild {engine} with 'rgbir build --version-compatible' or install tensorrt")
-        if not (sidecar and sidecar.plugins_embedded):
-            try:
-                loader.load(plugin_library, trt)
-            except RgbirError:
-                if plugin_library is not None or (sidecar and sidecar.model.attention_op == "function"
-                                                  and sidecar.plugin_library):
-                    raise  # the engine was built with the plugin: without it, it cannot deserialize
+        library = self._plugin(loader, trt, sidecar, plugin_library)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.runtime.engine_host_code_allowed = bool(sidecar and sidecar.version_compatible)
@@ -172,29 +169,54 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise RgbirError(f"TensorRT could not deserialize {engine} (see its log above): rebuild it with "
                              "'rgbir build' for this TensorRT and GPU")
-        self._inputs, self._outputs, max_shapes = self._tensors(trt)
+        self._inputs, self._outputs, max_shapes, self.min_batch = self._tensors(trt)
         self.max_batch = max_shapes[self._inputs[0].name][0]
-        zero_copy = info.integrated and info.can_map_host_memory if zero_copy is None else zero_copy
-        self.zero_copy = zero_copy
-        self.slots = [_Slot(self.engine, self._inputs, self._outputs, max_shapes, zero_copy, cuda_graph)
-                      for _ in range(contexts)]
+        self.zero_copy = info.integrated and info.can_map_host_memory if zero_copy is None else zero_copy
+        self.slots: list[_Slot] = []
+        self.letterboxes: dict[int, object] | None = None
+        try:
+            for _ in range(contexts):
+                self.slots.append(_Slot(self.engine, self._inputs, self._outputs, max_shapes, self.zero_copy,
+                                        cuda_graph))
+            if gpu_preprocess:
+                from ..gpu_preprocess import DeviceLetterbox
+
+                self.letterboxes = {id(slot): DeviceLetterbox(self.metadata, library) for slot in self.slots}
+                self.device_preprocess = True
+        except BaseException:
+            self._release()
+            raise
         self.free: queue.Queue[_Slot] = queue.Queue()
         for slot in self.slots:
             self.free.put(slot)
-        self.letterboxes = None
-        if gpu_preprocess:
-            from ..gpu_preprocess import DeviceLetterbox
+        self.closed = False
 
-            if self.metadata is None:
-                raise RgbirError(f"GPU preprocessing needs the engine's metadata: {engine} has no sidecar JSON "
-                                 "(build it with 'rgbir build')")
-            self.letterboxes = {id(slot): DeviceLetterbox(self.metadata, plugin_library) for slot in self.slots}
-            self.device_preprocess = True
+    def _plugin(self, loader, trt, sidecar, explicit) -> Path | None:
+        """Register the plugin library the engine needs: the given one, else the search path, else the one it
+        was built with (named in the sidecar); none when the plan embeds it."""
+        if sidecar is not None and sidecar.plugins_embedded and explicit is None:
+            return None
+        needed = bool(sidecar and sidecar.plugin_library)
+        built_with = Path(sidecar.plugin_library) if needed else None
+        if explicit is None and built_with is not None:
+            try:
+                library = loader.load(None, trt)
+            except RgbirError:
+                if not built_with.is_file():
+                    raise
+                library = loader.load(built_with, trt)
+        else:
+            library = loader.load_if_present(explicit, trt, required=needed)
+        if library is not None and needed and sidecar.plugin_sha256 and file_sha256(library) != sidecar.plugin_sha256:
+            self.warnings.append(f"plugin library {library} differs from the one the engine was built with "
+                                 f"({sidecar.plugin_library}): rebuild the engine if its attention misbehaves")
+        return library
 
     def _tensors(self, trt):
-        """Input/output specs and the largest shape each tensor takes (profile 0's max for a dynamic batch)."""
+        """Input/output specs, the largest shape each tensor takes (profile 0's max for a dynamic batch) and the
+        smallest batch the engine accepts."""
         e = self.engine
-        inputs, outputs, max_shapes = [], [], {}
+        inputs, outputs, max_shapes, min_batch = [], [], {}, 1
         probe = e.create_execution_context()
         for i in range(e.num_io_tensors):
             name = e.get_tensor_name(i)
@@ -203,24 +225,37 @@ class TensorRTBackend(Backend):
             spec = TensorSpec(name, tuple(d if d >= 0 else None for d in shape), dtype)
             if e.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 inputs.append(spec)
-                max_shapes[name] = tuple(e.get_tensor_profile_shape(name, 0)[2]) if -1 in shape else shape
+                if -1 in shape:
+                    low, _, high = e.get_tensor_profile_shape(name, 0)
+                    max_shapes[name] = tuple(high)
+                    min_batch = max(min_batch, tuple(low)[0])
+                else:
+                    max_shapes[name] = shape
                 probe.set_input_shape(name, max_shapes[name])
             else:
                 outputs.append(spec)
         for spec in outputs:  # output shapes follow from the inputs' largest shapes
             max_shapes[spec.name] = tuple(probe.get_tensor_shape(spec.name))
         del probe
-        return inputs, outputs, max_shapes
+        return inputs, outputs, max_shapes, min_batch
 
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently."""
+        """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently. A
+        batch below the engine's smallest is padded with zeros (and the padding's outputs dropped)."""
         feeds = self.feeds(rgb, ir)
+        count = len(feeds[self._inputs[0].name])
+        if count < self.min_batch:
+            feeds = {n: np.concatenate([a, np.zeros((self.min_batch - count, *a.shape[1:]), a.dtype)])
+                     for n, a in feeds.items()}
         with self._slot() as slot:
-            return slot.run(feeds)
+            outputs = slot.run(feeds)
+        return {n: o[:count] for n, o in outputs.items()}
 
     @contextmanager
     def _slot(self):
         """A free execution slot, on this backend's GPU (the current device is per host thread)."""
+        if self.closed:
+            raise RgbirError("this TensorRT backend is closed")
         slot = self.free.get()
         try:
             cuda.call(cuda.runtime_api().cudaSetDevice, self.device_index)
@@ -235,19 +270,30 @@ class TensorRTBackend(Backend):
             raise RgbirError("this TensorRT backend was opened without gpu_preprocess")
         frames = {"rgb": list(rgb)}
         if "ir" in self.input_names:
-            if ir is None:
-                raise RgbirError(f"{self.name}: this model needs an IR input")
+            if ir is None or len(ir) != len(frames["rgb"]):
+                raise RgbirError(f"{self.name}: this model needs one IR frame per RGB frame")
             frames["ir"] = list(ir)
+        count = len(frames["rgb"])
+        if not 1 <= count <= self.max_batch:
+            raise RgbirError(f"{count} frame pairs in one call; this engine takes 1 to {self.max_batch}")
+        batch = self.metadata.batch or max(count, self.min_batch)
         specs = {s.name: s for s in self.metadata.inputs}
-        batch = self.metadata.batch or len(frames["rgb"])
         with self._slot() as slot:
-            return slot.run_frames(frames, specs, self.letterboxes[id(slot)], batch)
+            outputs, infos = slot.run_frames(frames, specs, self.letterboxes[id(slot)], batch)
+        return {n: o[:count] for n, o in outputs.items()}, infos
+
+    def _release(self) -> None:
+        for letterbox in (self.letterboxes or {}).values():
+            letterbox.free()
+        for slot in self.slots:
+            slot.close()
+        self.slots = []
 
     def close(self) -> None:
         """Free device memory once every slot is back (a call still running on another thread finishes first)."""
-        idle = [self.free.get() for _ in self.slots]
-        for letterbox in (self.letterboxes or {}).values():
-            letterbox.free()
-        for slot in idle:
-            slot.close()
-        self.slots = []
+        if self.closed:
+            return
+        self.closed = True
+        for _ in self.slots:
+            self.free.get()
+        self._release()
