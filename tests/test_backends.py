@@ -263,3 +263,128 @@ def test_frames_reach_a_device_preprocessing_backend_with_the_same_results(expor
     assert sum(len(r.detections) for r in cpu) > 0
     assert [[(d.cls, d.score, d.box_rgb, d.box_ir) for d in r.detections] for r in device] == \
         [[(d.cls, d.score, d.box_rgb, d.box_ir) for d in r.detections] for r in cpu]
+
+
+# the TensorRT backend's own logic, on a CPU stand-in for the GPU (tests/fake_device.py) ----------------------
+@pytest.fixture
+def fake_gpu(monkeypatch, tmp_path):
+    """An engine file + sidecar, with rgbir.runtime.cuda and TensorRT replaced by CPU stand-ins."""
+    import fake_device
+    from rgbir.plugins import loader
+    from rgbir.runtime.backends import tensorrt_backend
+
+    def setup(min_batch=1, max_batch=4, **sidecar):
+        trt = fake_device.fake_tensorrt_runtime(min_batch, max_batch)
+        info = DeviceInfo_(0, "Orin", (8, 7), False, True, 8 << 30, 12060, 12060)
+        monkeypatch.setattr(tensorrt_backend, "cuda", fake_device.fake_cuda(info))
+        monkeypatch.setattr(loader, "tensorrt_module", lambda: trt)
+        engine = tmp_path / "m.engine"
+        engine.write_bytes(b"plan")
+        meta = engine_meta(**sidecar)
+        meta.model.inputs = [InputSpec("rgb", 3, "RGB"), InputSpec("ir", 1, "GRAY")]
+        write_sidecar(engine, meta)
+        return engine, trt
+
+    from rgbir.runtime.cuda import DeviceInfo as DeviceInfo_
+
+    return setup
+
+
+def _inputs(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, 3, 4, 4), np.float32), rng.random((batch, 1, 4, 4), np.float32)
+
+
+def _expected(rgb, ir):
+    return np.stack([rgb.reshape(len(rgb), -1).sum(1), ir.reshape(len(ir), -1).sum(1)], 1)
+
+
+def test_tensorrt_backend_runs_batches_pads_to_the_smallest_and_refuses_the_rest(fake_gpu):
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    engine, trt = fake_gpu(min_batch=2, max_batch=4)
+    backend = TensorRTBackend(engine)
+    assert (backend.min_batch, backend.max_batch) == (2, 4) and backend.input_names == ["rgb", "ir"]
+    assert backend.metadata.precision == "fp16" and backend.warnings == []
+    for batch in (3, 1, 4):  # 1 is padded to the engine's smallest batch of 2, and the padding's output dropped
+        rgb, ir = _inputs(batch, batch)
+        np.testing.assert_allclose(backend.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)
+    with pytest.raises(RgbirError, match="outside the engine's optimisation profile"):
+        backend.infer(*_inputs(5))
+    rgb, ir = _inputs(2, 9)
+    np.testing.assert_allclose(backend.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)
+    with pytest.raises(RgbirError, match="2 RGB inputs but 5 IR inputs"):
+        backend.infer(rgb, np.zeros((5, 1, 4, 4), np.float32))
+    slot = backend.slots[0]
+    with pytest.raises(RgbirError, match="outside the engine's optimisation profile"):  # rgb set, then ir refused
+        slot.run({"rgb": _inputs(3)[0], "ir": _inputs(5)[1]})
+    np.testing.assert_allclose(backend.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)  # not stale
+    with pytest.raises(RgbirError, match=r"input 'ir' has shape 2x3x4x4; the model takes Nx1x4x4"):
+        backend.infer(rgb, np.zeros((2, 3, 4, 4), np.float32))
+    backend.close()
+    with pytest.raises(RgbirError, match="closed"):
+        backend.infer(rgb, ir)
+
+
+def test_tensorrt_backend_cuda_graphs_replay_new_inputs_and_recapture_after_a_shape_change(fake_gpu):
+    import fake_device
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    engine, trt = fake_gpu()
+    backend = TensorRTBackend(engine, cuda_graph=True)
+    fake_device.CAPTURED.clear()
+    for batch, seed in ((2, 0), (2, 1), (2, 2), (3, 3), (2, 4)):
+        rgb, ir = _inputs(batch, seed)
+        np.testing.assert_allclose(backend.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)
+    # captured at batch 2, replayed twice with new inputs, dropped for batch 3 (recaptured), again for batch 2
+    assert [g.launches for g in fake_device.CAPTURED] == [3, 1, 1]
+    assert [g.destroyed for g in fake_device.CAPTURED] == [True, True, False]
+    backend.close()
+
+
+def test_tensorrt_backend_zero_copy_slots_and_refusals(fake_gpu, tmp_path):
+    import threading
+
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    engine, trt = fake_gpu()
+    backend = TensorRTBackend(engine, zero_copy=True, contexts=2)  # mapped buffers: no copies at all
+    results = {}
+
+    def call(seed):
+        rgb, ir = _inputs(2, seed)
+        results[seed] = np.allclose(backend.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)
+
+    threads = [threading.Thread(target=call, args=(seed,)) for seed in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert results == {seed: True for seed in range(8)}
+    backend.close()
+    engine_v, _ = fake_gpu(tensorrt_version="10.4.0")  # the sidecar says another TensorRT built it
+    with pytest.raises(RgbirError, match="built with TensorRT 10.4.0 and this is TensorRT 10.3.0.26"):
+        TensorRTBackend(engine_v)
+    engine_w, _ = fake_gpu(gpu_name="Orin NX")
+    assert "built on Orin NX" in TensorRTBackend(engine_w).warnings[0]
+
+
+def test_the_pipeline_closes_the_backend_it_opened(tmp_path, monkeypatch):
+    from fakes import NumpyBackend, RecordingSink
+    from rgbir.runtime import pipeline
+    from rgbir.runtime.config import PipelineConfig, StreamConfig
+
+    from media import write_folders
+
+    class Closing(NumpyBackend):
+        closed = 0
+
+        def close(self):
+            Closing.closed += 1
+
+    rgb_dir, ir_dir = write_folders(tmp_path, 3)
+    monkeypatch.setattr(pipeline, "open_backend", lambda *a, **k: Closing())
+    config = PipelineConfig(model="m.onnx", streams=[StreamConfig(str(rgb_dir), str(ir_dir))], stats_interval=0)
+    pipeline.Pipeline(config, sinks=[RecordingSink()], log=lambda m: None).run()
+    assert Closing.closed == 1
+    given = Closing()
+    pipeline.Pipeline(config, backend=given, sinks=[RecordingSink()], log=lambda m: None).run()
+    assert Closing.closed == 1  # a backend the caller passed in stays open for the caller

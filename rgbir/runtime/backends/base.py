@@ -61,6 +61,8 @@ class Backend(ABC):
                 takes = "x".join("N" if d is None else str(d) for d in s.shape)
                 raise RgbirError(f"{self.name}: input '{s.name}' has shape {'x'.join(map(str, shape))}; the model "
                                  f"takes {takes} (preprocess with the model's metadata)")
+        if ir is not None and "ir" in self.input_names and len(ir) != len(rgb):
+            raise RgbirError(f"{self.name}: {len(rgb)} RGB inputs but {len(ir)} IR inputs in one batch")
         return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
