@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     pairs = [(reference, c) for c in candidates] + ([tuple(candidates)] if len(candidates) == 2 else [])
 
     console = Console()
+    for backend in candidates:
+        for warning in backend.warnings:
+            console.print(f"warning: {warning}", soft_wrap=True)
     passed = True
     for ref, cand in pairs:
         report = compare(ref, cand, inputs, cand.metadata, args.match_iou)

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     backend = open_backend(args.model, args.backend or "auto", imgsz=args.imgsz, providers=args.providers,
                            device=args.device, cuda_graph=args.cuda_graph)
+    console = Console()
+    for warning in backend.warnings:
+        console.print(f"warning: {warning}", soft_wrap=True)
     result = validate(backend, args.data, args.split, args.conf, args.iou, args.blank)
     table = Table(title=f"{args.model} on {args.data} ({args.split}, {result.images} images, "
                         f"{result.instances} instances{', ' + args.blank + ' blanked' if args.blank else ''})")
@@ -38,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("all", f"{result.ap.map50:.4f}", f"{result.ap.map:.4f}")
     for name, (ap50, ap) in result.ap.per_class().items():
         table.add_row(name, f"{ap50:.4f}", f"{ap:.4f}")
-    console = Console()
     console.print(table)
     console.print("speed (ms/image): " + ", ".join(f"{k} {v:.1f}" for k, v in result.ms_per_image.items()),
                   soft_wrap=True)
