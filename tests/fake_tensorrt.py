@@ -142,6 +142,8 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None):
             return self.errors[i]
 
     class Builder:
+        num_DLA_cores = 2 if major < 11 else 0  # a Jetson Orin on TensorRT 10; none on 11.0-11.3
+
         def __init__(self, logger):
             pass
 

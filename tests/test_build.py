@@ -353,6 +353,8 @@ def test_dla_needs_one_batch_size_and_hardware_compatibility_a_discrete_ampere_g
 def test_dla_and_hardware_compatibility_reach_the_config(tmp_path):
     _, record, trt = build(tmp_path, "10.3.0", EngineOptions(precision="fp16", dla_core=1))
     assert record["dla"] == [trt.DeviceType.DLA, 1] and "GPU_FALLBACK" in record["flags"]
+    with pytest.raises(RgbirError, match="DLA core 0 is not available here .* 0 DLA cores"):
+        build(tmp_path, "11.3.0", EngineOptions(dla_core=0), metadata(precision="fp16"))
     h100 = DeviceInfo(0, "NVIDIA H100", (9, 0), False, True, 80 << 30, 13000, 13000)
     _, record, trt = build(tmp_path, "11.4.0", EngineOptions(hardware_compatible=True), metadata(precision="fp16"),
                            device=h100)

@@ -248,6 +248,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     notes = list(plan.notes)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    if options.dla_core is not None and options.dla_core >= builder.num_DLA_cores:
+        # DLA depends on the release and platform: 10.x to 10.7 on Jetson Orin, none in 11.0-11.3, 11.4.1+ on AGX
+        # Orin with JetPack 7.2.2; the builder knows what this machine has
+        raise RgbirError(f"DLA core {options.dla_core} is not available here (TensorRT {features.version} sees "
+                         f"{builder.num_DLA_cores} DLA cores): drop --dla-core, or build on a Jetson Orin with a "
+                         "TensorRT that supports DLA there (JetPack 6: TensorRT 10.x)")
     flags = 0
     for name in plan.network_flags:
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
