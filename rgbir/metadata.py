@@ -73,8 +73,8 @@ class ModelMetadata:
         return cls(**d)
 
 
-def read_onnx_metadata(path: str | Path) -> ModelMetadata:
-    """rgbir metadata of an ONNX file (the graph is not needed, so external data is not loaded)."""
+def load_onnx(path: str | Path, load_external_data: bool = True):
+    """An ONNX ModelProto, or a one-line error for a missing or unreadable file."""
     import onnx
 
     from .errors import RgbirError
@@ -82,11 +82,24 @@ def read_onnx_metadata(path: str | Path) -> ModelMetadata:
     if not Path(path).is_file():
         raise RgbirError(f"no such ONNX file: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
-        raise RgbirError(f"{path} is not a readable ONNX file ({type(e).__name__}): export it with "
-                         "'rgbir export'") from e
+        raise RgbirError(f"{path} is not a readable ONNX file ({str(e).splitlines()[0] or type(e).__name__}): "
+                         "export it with 'rgbir export'") from e
+
+
+def onnx_metadata(model, path: str | Path, required: bool = True) -> ModelMetadata | None:
+    """The rgbir metadata a loaded ONNX model carries; without any: an error naming ``path``, or None."""
+    from .errors import RgbirError
+
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
+        if not required:
+            return None
         raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export'")
     return ModelMetadata.from_json(props[METADATA_KEY])
+
+
+def read_onnx_metadata(path: str | Path) -> ModelMetadata:
+    """rgbir metadata of an ONNX file (the graph is not needed, so external data is not loaded)."""
+    return onnx_metadata(load_onnx(path, load_external_data=False), path)

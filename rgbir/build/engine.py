@@ -14,11 +14,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import onnx
-
 from ..engine_metadata import EngineMetadata, file_sha256, sidecar_path, write_sidecar
 from ..errors import RgbirError
-from ..metadata import read_onnx_metadata
+from ..metadata import load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
 from ..runtime.cuda import DeviceInfo
 from .options import EngineOptions
@@ -61,9 +59,9 @@ def parse_errors(parser, onnx_path: Path) -> RgbirError:
     return RgbirError(f"TensorRT cannot parse {onnx_path}: " + "; ".join(problems or ["unknown parser error"]) + hint)
 
 
-def onnx_bytes(onnx_path: Path, plan: BuildPlan) -> bytes:
-    """The model as the parser should see it: without the attention's local function when the plugin must win."""
-    model = onnx.load(str(onnx_path), load_external_data=False)  # the parser reads external data from the path
+def onnx_bytes(model, plan: BuildPlan) -> bytes:
+    """The model as the parser should see it: without the attention's local function when the plugin must win.
+    ``model`` is loaded without its external data: the parser reads that from the file's folder."""
     if plan.strip_attention_function:
         kept = [f for f in model.functions if (f.domain, f.name) != (OP.domain, OP.name)]
         del model.functions[:]
@@ -226,7 +224,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
 
     options = options or EngineOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    meta = read_onnx_metadata(onnx_path)
+    model = load_onnx(onnx_path, load_external_data=False)
+    meta = onnx_metadata(model, onnx_path)
     for path, what in ((engine_path, "engine"), (options.timing_cache, "timing cache"),
                        (options.calibration_cache, "calibration cache")):
         if path is not None:
@@ -259,7 +258,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_bytes(onnx_path, plan), str(onnx_path)):
+    if not parser.parse(onnx_bytes(model, plan), str(onnx_path)):
         raise parse_errors(parser, onnx_path)
     config = configure(trt, builder, options, plan, meta, plugin_library)
     cache = _timing_cache(config, options, notes)

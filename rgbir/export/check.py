@@ -14,8 +14,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
-from ..errors import RgbirError
-from ..metadata import METADATA_KEY, ModelMetadata
+from ..metadata import load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
 
 TOPK_MAX_K = 3840
@@ -117,18 +116,13 @@ class _Graph:
 
 def check_onnx(path: str | Path) -> CheckReport:
     path = Path(path)
-    if not path.is_file():
-        raise RgbirError(f"no such ONNX file: {path}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf decode errors
-        raise RgbirError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0]}") from e
+    model = load_onnx(path)
     report = CheckReport(str(path))
     add = report.findings.append
     model = shape_inference.infer_shapes(model, data_prop=True)
     g = _Graph(model)
     functions = {(f.domain, f.name) for f in model.functions}
-    meta = _metadata(model)
+    meta = onnx_metadata(model, path, required=False)
 
     for node in model.graph.node:
         name = node.name or f"{node.op_type}:{node.output[0]}"
@@ -201,8 +195,3 @@ def _is_quantized_weight(name: str, g: _Graph) -> bool:
 def _only_slice_bound(name: str, model: onnx.ModelProto) -> bool:
     users = [n for n in model.graph.node if name in n.input]
     return bool(users) and all(n.op_type == "Slice" for n in users)
-
-
-def _metadata(model: onnx.ModelProto) -> ModelMetadata | None:
-    props = {p.key: p.value for p in model.metadata_props}
-    return ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None

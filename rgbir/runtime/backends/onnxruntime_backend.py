@@ -35,8 +35,10 @@ def choose_providers(preference: list[str] | None, available: list[str]) -> list
     return chosen + ["CPUExecutionProvider"]
 
 
-def _shape(dims) -> tuple[int | None, ...]:
-    return tuple(d if isinstance(d, int) else None for d in dims)
+def _spec(node) -> TensorSpec:
+    """An ONNX Runtime NodeArg as a TensorSpec (symbolic dimensions become None)."""
+    shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+    return TensorSpec(node.name, shape, np.dtype(DTYPES.get(node.type, np.float32)))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -63,10 +65,8 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         self.device = DEVICE.get(self.providers[0], "cpu")
         self.io_binding = self.device != "cpu" if io_binding is None else io_binding
-        self._inputs = [TensorSpec(i.name, _shape(i.shape), np.dtype(DTYPES.get(i.type, np.float32)))
-                        for i in self.session.get_inputs()]
-        self._outputs = [TensorSpec(o.name, _shape(o.shape), np.dtype(DTYPES.get(o.type, np.float32)))
-                         for o in self.session.get_outputs()]
+        self._inputs = [_spec(i) for i in self.session.get_inputs()]
+        self._outputs = [_spec(o) for o in self.session.get_outputs()]
 
     @staticmethod
     def _provider_options(provider: str) -> dict:
