@@ -18,7 +18,7 @@ from rgbir.errors import RgbirError
 from rgbir.runtime.config import PipelineConfig, SinkConfig, StreamConfig
 from rgbir.runtime.pairing import PairingConfig
 from rgbir.runtime.pipeline import Pipeline
-from rgbir.runtime.sources import ImageFolderSource
+from rgbir.runtime.sources import ImageFolderSource, Source, VideoSource
 
 
 def config(**kw):
@@ -113,7 +113,56 @@ def test_corrupt_files_are_recorded_as_failed_pairs_without_breaking_lockstep(tm
     assert len(sink.records) == 6 and stats.failed == 1
     assert sink.records[2]["error"] == "corrupt ir frame" and sink.records[3]["error"] is None
     assert sink.records[3]["ir"]["seq"] == 3  # still aligned after the bad frame
-    assert any("corrupt frame" in line for line in logs)
+    assert sink.records[2]["ir"]["file"] == "00002.jpg"
+    corrupt = f"{ir_dir}: corrupt frame #2 (00002.jpg) recorded as a failed pair"
+    assert [line for line in logs if "corrupt" in line] == [corrupt]
+
+
+def test_folders_pair_by_file_name_and_report_the_unmatched_files_once(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 8)
+    (ir_dir / "00003.jpg").unlink()  # deleted in the middle: the later pairs must not shift
+    cv2.imwrite(str(ir_dir / "00005.png"), cv2.imread(str(ir_dir / "00005.jpg")))  # same stem, other extension
+    (ir_dir / "00005.jpg").unlink()
+    cv2.imwrite(str(ir_dir / "zz_extra.png"), frame_pair(50)[1])
+    sink, logs = RecordingSink(), []
+    stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
+                     ImageFolderSource(ir_dir))], sinks=[sink], log=logs.append).run()
+    files = [(r["rgb"]["file"], r["ir"]["file"]) for r in sink.records]
+    assert files == [(f"{i:05d}.jpg", f"{i:05d}.png" if i == 5 else f"{i:05d}.jpg") for i in (0, 1, 2, 4, 5, 6, 7)]
+    assert stats.pairs == 7 and stats.failed == 0
+    unmatched = (f"warning: 1 RGB image in {rgb_dir} has no IR partner (00003.jpg) and 1 IR image in {ir_dir} "
+                 "has no RGB partner (zz_extra.png): they are skipped")
+    assert [line for line in logs if "partner" in line] == [unmatched]
+
+
+def test_folders_without_a_common_file_name_are_an_error_naming_both(tmp_path):
+    rgb_dir, ir_dir = tmp_path / "visible", tmp_path / "infrared"
+    rgb_dir.mkdir(), ir_dir.mkdir()
+    for i in range(3):
+        rgb, ir = frame_pair(i)
+        cv2.imwrite(str(rgb_dir / f"a_{i:04d}.png"), rgb)
+        cv2.imwrite(str(ir_dir / f"{i:04d}.png"), ir)
+    with pytest.raises(RgbirError) as error:
+        Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))],
+                 sinks=[RecordingSink()], log=lambda m: None).run()
+    message = str(error.value)
+    assert "\n" not in message and str(rgb_dir) in message and str(ir_dir) in message
+    assert "a_0000.png vs 0000.png" in message
+
+
+@pytest.mark.parametrize("ir_fps", [30.0, 60.0])
+def test_videos_with_different_frame_rates_are_warned_about_once(tmp_path, ir_fps):
+    rgb, _ = write_videos(tmp_path / "rgb", 4, fps=30.0)
+    _, ir = write_videos(tmp_path / "ir", 4, fps=ir_fps)
+    sink, logs = RecordingSink(), []
+    Pipeline(config(), backend=NumpyBackend(), sources=[(VideoSource(str(rgb), "file"), VideoSource(str(ir), "file"))],
+             sinks=[sink], log=logs.append).run()
+    warnings = [line for line in logs if "fps" in line]
+    if ir_fps == 30.0:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and f"{rgb} runs at 30 fps and {ir} at 60 fps" in warnings[0]
+    assert len(sink.records) == 4 and sink.records[0]["rgb"]["file"] is None  # a video frame's index is its seq
 
 
 def test_slow_sink_in_file_mode_loses_nothing(tmp_path):
@@ -230,11 +279,11 @@ def test_sigint_mid_run_finishes_in_flight_pairs_and_closes_files(tmp_path, tiny
     assert json.loads(stats.read_text())["pairs"] == len(lines)
 
 
-class _FrameList(ImageFolderSource):
+class _FrameList(Source):
     """A file-mode source of ``count`` in-memory frames (no disk), for the soak test."""
 
     def __init__(self, count, modality):
-        super().__init__("memory")
+        self.name, self.position = "memory", 0
         self.count, self.modality = count, modality
         self.rgb, self.ir = None, None
 

@@ -17,7 +17,7 @@ from rgbir.runtime.preprocess import letterbox, to_input
 from rgbir.runtime.registration import Registration, estimate
 from rgbir.runtime.results import PairResult
 from rgbir.runtime.sinks import MjpegSink, WindowSink, gui_available
-from rgbir.runtime.sources import SourceError, open_source
+from rgbir.runtime.sources import ImageFolderSource, SourceError, match_by_stem, open_source
 from rgbir.runtime.thermal import ThermalAGC
 
 
@@ -120,6 +120,20 @@ def test_source_specs():
         open_source("/no/such/thing.mp4")
 
 
+def test_matching_folders_by_stem_lists_a_few_names_and_refuses_ambiguous_ones(tmp_path):
+    rgb_dir, ir_dir = write_folders(tmp_path, 9)
+    for i in range(2, 9):
+        (ir_dir / f"{i:05d}.jpg").unlink()
+    rgb, ir = ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir)
+    assert match_by_stem(rgb, ir) == (f"7 RGB images in {rgb_dir} have no IR partner (00002.jpg, 00003.jpg, "
+                                      "00004.jpg, 00005.jpg, 00006.jpg, …): they are skipped")
+    assert rgb.names == ir.names == ["00000.jpg", "00001.jpg"]
+    assert match_by_stem(rgb, ir) is None  # names given: left as they are
+    cv2.imwrite(str(ir_dir / "00001.png"), frame_pair(1)[1])
+    with pytest.raises(SourceError, match="both 00001.jpg and 00001.png"):
+        match_by_stem(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))
+
+
 def test_yaml_config_and_unknown_keys(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({"model": "m.onnx", "streams": [{"rgb": "0", "ir": "1"}], "conf": 0.4,
@@ -162,7 +176,8 @@ def test_run_command_on_folders(tmp_path, tiny_onnx, capsys):
                  "--stats-interval", "0", "--stats-json", str(tmp_path / "stats.json")]) == 0
     printed = capsys.readouterr().out
     assert "end-to-end latency" in printed and "infer (ms/pair)" in printed
-    assert len(out.read_text().splitlines()) == 6
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["rgb"]["file"], r["ir"]["file"]) for r in lines] == [(f"{i:05d}.jpg",) * 2 for i in range(6)]
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["pairs"] == 6 and {"p50", "p95", "p99"} <= set(stats["latency_ms"])
     assert stats["settings"]["thermal"]["mode"] == "auto" and stats["settings"]["pairing"]["tolerance_ms"] == 40

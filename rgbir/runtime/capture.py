@@ -89,15 +89,18 @@ class CaptureThread(threading.Thread):
                 self._reconnect()
                 continue
             now, wall = time.monotonic(), time.time()
+            file = self.source.file
             if not valid_image(image):
                 self.corrupt += 1
-                self.log(f"{self.source.name}: corrupt frame #{self.seq} skipped")
+                named = f" ({file})" if file else ""
+                outcome = "skipped" if self.source.live else "recorded as a failed pair"
+                self.log(f"{self.source.name}: corrupt frame #{self.seq}{named} {outcome}")
                 if self.source.live:
                     continue
                 image = None  # file mode: keep lockstep, the pair is recorded as failed
             elif self.convert is not None:
                 image = self.convert(image)
-            frame = Frame(image, self.seq, now, wall, self.source.name)
+            frame = Frame(image, self.seq, now, wall, self.source.name, file)
             self.seq += 1
             self._put(frame)
 

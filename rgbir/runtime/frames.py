@@ -9,13 +9,14 @@ import numpy as np
 
 @dataclass
 class Frame:
-    """One captured image with its source's sequence number and capture times."""
+    """One captured image with its source's sequence number, capture times and, from a folder, its file name."""
 
     image: np.ndarray
     seq: int
     t_capture: float  # time.monotonic() at capture: latency and skew are measured on this clock
     wall_time: float  # time.time() at capture, for the records
     source: str
+    file: str | None = None  # the image's file name (image folders); None for videos, cameras and streams
 
 
 @dataclass

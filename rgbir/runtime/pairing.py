@@ -1,6 +1,7 @@
 """Pairing RGB and IR frames.
 
-- ``pair_lockstep`` (files, folders): the i-th RGB frame with the i-th IR frame, nothing dropped.
+- ``pair_lockstep`` (files, folders): the i-th RGB frame with the i-th IR frame, nothing dropped (two folders
+  are first matched by file name, ``sources.match_by_stem``, so their i-th images share a name).
 - ``LivePairer`` (cameras): the newest RGB and IR frames within ``tolerance_ms``; a frame whose partner is too
   far away in time is dropped rather than queued. When one camera stalls the pipeline says so and, by policy,
   either waits or pairs with that camera's last good frame for at most ``reuse_ms``.

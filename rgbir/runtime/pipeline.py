@@ -25,7 +25,7 @@ from .pairing import LivePairer, pair_lockstep
 from .registration import Registration
 from .results import PairResult
 from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
-from .sources import Source, open_source
+from .sources import Source, match_by_stem, open_source, rate_mismatch
 from .stats import Stats
 
 DONE = object()  # end marker between the stages
@@ -190,6 +190,8 @@ class Pipeline:
     # threads --------------------------------------------------------------------------------------------------
     def _start(self) -> None:
         thermal = self.config.thermal
+        for rgb, ir in self.sources:  # before opening: a pair of folders then reads same-named images only
+            self._warn(match_by_stem(rgb, ir))
         opened = []
         try:
             for source in (s for pair in self.sources for s in pair if s is not None):
@@ -200,6 +202,7 @@ class Pipeline:
                 source.close()
             raise
         for i, (rgb, ir) in enumerate(self.sources):
+            self._warn(rate_mismatch(rgb, ir))
             changed = threading.Condition()
             if self.live:
                 sinks = (LatestSlot(changed), LatestSlot(changed) if ir else None)
@@ -223,6 +226,11 @@ class Pipeline:
                 capture.start()
             stream.pairer.start()
         self._start_stages()
+
+    def _warn(self, warning: str | None) -> None:
+        """Log what the user should know about the sources (once, as the run starts)."""
+        if warning:
+            self.log(f"warning: {warning}")
 
     def _single_live(self, stream: int, slot: LatestSlot):
         while not self.stop_event.is_set() and not slot.closed:

@@ -25,11 +25,13 @@ class PairResult:
     error: str | None = None
 
     def record(self) -> dict:
-        """The JSON Lines record: which frames, when, how far apart, what was found."""
+        """The JSON Lines record: which frames (``file``: the image's name from a folder, null otherwise; a video
+        file's frame index is ``seq``), when, how far apart, what was found."""
         p = self.pair
 
         def frame(f):
-            return None if f is None else {"seq": f.seq, "time": round(f.wall_time, 6), "source": f.source}
+            return None if f is None else {"seq": f.seq, "time": round(f.wall_time, 6), "source": f.source,
+                                            "file": f.file}
 
         return {
             "stream": p.stream, "index": p.index, "rgb": frame(p.rgb), "ir": frame(p.ir),

@@ -19,6 +19,7 @@ class Source(ABC):
 
     name: str = "source"
     live: bool = False
+    file: str | None = None  # the file name of the frame read last (image folders); None for videos and cameras
 
     @abstractmethod
     def open(self) -> None:

@@ -23,6 +23,7 @@ class VideoSource(Source):
         self.live = kind != "file"
         self.raw = raw  # keep the camera's native format (e.g. 16-bit Y16 thermal) instead of converting to BGR
         self.fourcc, self.size, self.fps = fourcc, size, fps
+        self.reported_fps = 0.0  # the rate the file or camera reports once open (0: it does not say)
         self.capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
@@ -42,6 +43,7 @@ class VideoSource(Source):
             capture.set(cv2.CAP_PROP_FPS, self.fps)
         if self.raw and self.kind == "device":  # V4L2 Y16 thermal cameras: keep the 16-bit counts
             capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+        self.reported_fps = capture.get(cv2.CAP_PROP_FPS)
         self.capture = capture
 
     def read(self) -> np.ndarray | None:
@@ -54,3 +56,15 @@ class VideoSource(Source):
         if self.capture is not None:
             self.capture.release()
             self.capture = None
+
+
+def rate_mismatch(rgb: Source, ir: Source | None) -> str | None:
+    """A warning when a pair's two video files report different frame rates (call after opening): files are
+    paired frame for frame, so a 30 fps file against a 60 fps one drifts apart in time."""
+    if not (isinstance(rgb, VideoSource) and isinstance(ir, VideoSource) and rgb.kind == ir.kind == "file"):
+        return None
+    rates = rgb.reported_fps, ir.reported_fps
+    if not all(r > 0 for r in rates) or round(rates[0], 2) == round(rates[1], 2):  # 0: the file does not say
+        return None
+    return (f"{rgb.name} runs at {rates[0]:g} fps and {ir.name} at {rates[1]:g} fps, but video files are paired "
+            "frame for frame: their pairs drift apart in time")
