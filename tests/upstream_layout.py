@@ -66,12 +66,13 @@ def fake_ultralytics():
 
 
 def save_upstream_checkpoint(model, path: Path, *, extra_modules: dict | None = None,
-                             version: str = "8.3.163") -> Path:
+                             version: str = "8.3.163", names: dict | list | None | types.EllipsisType = ...) -> Path:
     """Save ``model`` (an rgbir Detector) as an FP16 EMA DetectionModel inside an ultralytics ckpt dict.
 
     ``extra_modules`` maps a dotted path under the layer list (e.g. '9.cv1.act') to a module to put there,
     or to an ``(upstream module path, class name)`` pair for a made-up upstream class, to imitate upstream
     variations (8.4.0's SPPF without activation, classes rgbir does not know, ...).
+    ``names`` is stored as given instead of the model's (a list, a dict of another length); None stores none.
     """
     seq = copy.deepcopy(model.model).half()
     with fake_ultralytics() as fake_class:
@@ -89,7 +90,8 @@ def save_upstream_checkpoint(model, path: Path, *, extra_modules: dict | None = 
         detection_model = fake_class("ultralytics.nn.tasks", "DetectionModel")()
         detection_model.model = seq
         detection_model.yaml = copy.deepcopy(model.yaml)
-        detection_model.names = dict(model.names)
+        if names is not None:
+            detection_model.names = dict(model.names) if names is ... else copy.deepcopy(names)
         detection_model.stride = model.stride.clone()
         detection_model.save = list(model.save)
         namespace = fake_class("ultralytics.utils", "IterableSimpleNamespace", object)

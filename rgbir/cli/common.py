@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+import warnings
+from pathlib import Path
 
 from ..errors import RgbirError
 
@@ -18,6 +21,27 @@ def image_size(text: str) -> tuple[int, int]:
     if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
         raise argparse.ArgumentTypeError(f"'{text}' is not an image size: give H or H,W, multiples of 32")
     return (sizes[0], sizes[-1])
+
+
+def class_names(text: str) -> list[str] | dict:
+    """'person,car' → ['person', 'car']; a .yaml/.yml path → that file's ``names`` (a data.yaml's list or
+    {index: name} mapping)."""
+    if not text.endswith((".yaml", ".yml")):
+        names = [n.strip() for n in text.split(",")]
+        if not all(names):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a list of class names: give name,name,... or a "
+                                             "data.yaml")
+        return names
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise argparse.ArgumentTypeError(f"cannot read class names from {text}: {str(e).splitlines()[0]}") from e
+    names = data.get("names") if isinstance(data, dict) else None
+    if not isinstance(names, (list, dict)) or not names:
+        raise argparse.ArgumentTypeError(f"{text} has no 'names' list or mapping")
+    return names
 
 
 def require_torch(feature: str):
@@ -49,13 +73,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(.pt from ultralytics/YOLOMM, rgbir .safetensors, state_dict .pt)")
     parser.add_argument("--cfg", help="architecture for a weights file that holds only a state_dict")
     parser.add_argument("--scale", choices=list("nslmx"), help="model scale for a config (default: from the name)")
-    parser.add_argument("--nc", type=int, help="number of classes for a config (default: the config's nc)")
+    parser.add_argument("--nc", type=int, help="number of classes for a config (default: the config's nc, or one "
+                                               "per --names); a weights file's comes from its weights")
+    parser.add_argument("--names", type=class_names, metavar="NAMES",
+                        help="class names, one per class: a,b,c or a data.yaml whose names are used")
     parser.add_argument("--ir-channels", type=int, choices=(1, 3), help="IR input channels for a config (default 3)")
 
 
 def load_model(args: argparse.Namespace):
-    """Build from a config or load weights, as the model arguments say."""
+    """Build from a config or load weights, as the model arguments say; what loading mended in the file is
+    printed as one 'warning:' line each, like the backends' warnings."""
     require_torch("loading a model")
-    from ..models import open_model
+    from ..models import CheckpointWarning, open_model
 
-    return open_model(args.model, args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointWarning)
+        model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels,
+                           names=args.names)
+    for w in caught:
+        if issubclass(w.category, CheckpointWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:  # not ours: shown as Python would have
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return model

@@ -5,6 +5,8 @@ so no code from the file runs: ``torch.nn`` classes are allowed as themselves an
 file names (``ultralytics.*`` and anything else) becomes an inert stand-in that only stores its state. From
 the stand-in tree we take the YAML, class names, the state_dict and the details a state_dict lacks (which
 activation each Conv used, BatchNorm eps), then rebuild the network with rgbir's own modules.
+
+The weights are the truth: a file's class count is its Detect head's, whatever its YAML or class names say.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +26,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import RgbirError
-from .detector import Detector, build_model
+from .detector import Detector, Names, build_model, check_names, names_dict
 
 # Upstream class names rgbir rebuilds (module path ignored: forks move classes around).
 SUPPORTED_UPSTREAM = {
@@ -35,6 +39,11 @@ SUPPORTED_UPSTREAM = {
 ACTIVATIONS = (nn.SiLU, nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Sigmoid)
 SAFETENSORS_MAGIC_KEY = "rgbir.config"
 WEIGHTS_SUFFIXES = (".pt", ".pth", ".safetensors")
+HEAD_CLASS_CONV = re.compile(r"model\.(\d+)\.cv3\.(\d+)\.(\d+)\.weight")  # a Conv2d directly in cv3[level]
+
+
+class CheckpointWarning(UserWarning):
+    """A weights file disagreed with itself (YAML nc, class names vs its head) and loading mended it."""
 
 
 def is_weights_file(spec: str | Path) -> bool:
@@ -43,11 +52,11 @@ def is_weights_file(spec: str | Path) -> bool:
 
 
 def open_model(spec: str | Path, cfg=None, *, scale: str | None = None, nc: int | None = None,
-               ir_channels: int | None = None) -> Detector:
-    """Load a weights file or build a config, whichever ``spec`` names."""
+               ir_channels: int | None = None, names: Names | None = None) -> Detector:
+    """Load a weights file or build a config, whichever ``spec`` names; ``names`` replaces the class names."""
     if is_weights_file(spec):
-        return load(spec, cfg=cfg, scale=scale, nc=nc, ir_channels=ir_channels)
-    return build_model(spec, scale=scale, nc=nc, ir_channels=ir_channels)
+        return load(spec, cfg=cfg, scale=scale, nc=nc, ir_channels=ir_channels, names=names)
+    return build_model(spec, scale=scale, nc=nc, ir_channels=ir_channels, names=names)
 
 
 class StandIn(nn.Module):
@@ -171,7 +180,87 @@ def load_weights(model: Detector, state_dict: Mapping[str, torch.Tensor]) -> Non
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
 
 
-def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping) -> tuple[Detector, dict]:
+def head_classes(state_dict: Mapping[str, torch.Tensor], source: str) -> int | None:
+    """Classes of the Detect head in a state_dict: out_channels of each level's last class conv (``cv3[i][-1]``)
+    in the last layer that has them; None when there is no such head."""
+    last: dict[tuple[int, int], tuple[int, int]] = {}  # (layer, level) -> (position in cv3[level], out_channels)
+    for key, tensor in state_dict.items():
+        match = HEAD_CLASS_CONV.fullmatch(key)
+        if match and tensor.dim() == 4:
+            layer, level, position = map(int, match.groups())
+            if position >= last.get((layer, level), (-1, 0))[0]:
+                last[layer, level] = (position, tensor.shape[0])
+    if not last:
+        return None
+    head = max(layer for layer, _ in last)
+    counts = sorted({out for (layer, _), (_, out) in last.items() if layer == head})
+    if len(counts) > 1:
+        raise RgbirError(f"{source} is damaged: its head's class convs disagree ({' vs '.join(map(str, counts))} "
+                         "classes); re-export it from its training run")
+    return counts[0]
+
+
+def weights_classes(path: Path, state_dict: Mapping[str, torch.Tensor], claimed_nc: int | None,
+                    nc: int | None) -> tuple[int | None, list[str]]:
+    """A weights file's class count: its head's. A requested ``nc`` (--nc) must agree; the file's own YAML nc
+    (``claimed_nc``) may not, and that is noted. Without a recognisable head: ``nc``, else ``claimed_nc``."""
+    head_nc = head_classes(state_dict, path.name)
+    if head_nc is None:
+        return (nc if nc is not None else claimed_nc), []
+    if nc is not None and nc != head_nc:
+        raise RgbirError(f"{path.name}'s head has {head_nc} classes, not {nc}: leave out --nc (a weights file's "
+                         "class count comes from its weights)")
+    if claimed_nc is not None and claimed_nc != head_nc:
+        note = f"{path.name}: its YAML says nc={claimed_nc} but its head has {head_nc} classes: built {head_nc}"
+        return head_nc, [note]
+    return head_nc, []
+
+
+def fit_names(names: Names, nc: int) -> tuple[dict[int, str], str | None]:
+    """Stored class names fitted to an nc-class head (extra ones dropped, missing ones ``class{i}`` as upstream
+    names them) and what was changed, None if nothing."""
+    given = names_dict(names)
+    fitted = {i: given.get(i, f"class{i}") for i in range(nc)}
+    if fitted == given:
+        return fitted, None
+    done = []
+    kept = sum(k in fitted for k in given)
+    if kept < len(given):
+        done.append(f"kept the first {kept}")
+    padded = [fitted[i] for i in range(nc) if i not in given]
+    if padded:
+        done.append(f"padded with {padded[0]}" + (f"…{padded[-1]}" if len(padded) > 1 else ""))
+    entries = f"{len(given)} entr{'y' if len(given) == 1 else 'ies'}"
+    return fitted, f"names has {entries} but the head has {nc} classes: {' and '.join(done)}"
+
+
+def weights_names(path: Path, stored: Names | None, nc: int | None,
+                  names: Names | None) -> tuple[dict[int, str] | None, list[str]]:
+    """Class names for a weights file with nc classes: ``names`` (--names) if given, one per class; else its stored
+    names fitted to nc, noting any change. None: the model names its classes itself."""
+    if names is not None:
+        given = names_dict(names)
+        return (given if nc is None else check_names(given, nc, f"{path.name}'s head has {nc} classes")), []
+    if nc is None or stored is None:  # nothing to fit them to, or nothing to fit
+        return (None if stored is None else names_dict(stored)), []
+    fitted, change = fit_names(stored, nc)
+    return fitted, [f"{path.name}: {change}"] if change else []
+
+
+def _build_for_weights(path: Path, cfg: str | Path | dict, state_dict: Mapping[str, torch.Tensor], *,
+                       claimed_nc: int | None, stored_names: Names | None, nc: int | None, names: Names | None,
+                       scale: str | None = None, ir_channels: int | None = None) -> tuple[Detector, list[str]]:
+    """Build the model a weights file needs (class count from its head, names fitted or replaced) and load the
+    weights; returns it with notes on what disagreed in the file and was mended."""
+    weights_nc, notes = weights_classes(path, state_dict, claimed_nc, nc)
+    fitted, changes = weights_names(path, stored_names, weights_nc, names)
+    model = build_model(cfg, scale=scale, nc=weights_nc, ir_channels=ir_channels, names=fitted)
+    load_weights(model, state_dict)
+    return model, notes + changes
+
+
+def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping, nc: int | None,
+                      names: Names | None) -> tuple[Detector, dict, list[str]]:
     missing = _unsupported_modules(root)
     if missing:
         raise RgbirError(
@@ -180,9 +269,8 @@ def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping) -> tuple[Detecto
     cfg = getattr(root, "yaml", None)
     if not isinstance(cfg, dict):
         raise RgbirError(f"{path.name} has no model YAML attached; load it with cfg=... and its state_dict")
-    names = getattr(root, "names", None)
-    model = build_model(cfg, names=names)
-    load_weights(model, root.state_dict())
+    model, notes = _build_for_weights(path, cfg, root.state_dict(), claimed_nc=cfg.get("nc"),
+                                      stored_names=getattr(root, "names", None), nc=nc, names=names)
     for name, m in activation_overrides(model, root).items():
         set_submodule(model, name, m)
     ours = dict(model.named_modules())
@@ -190,7 +278,7 @@ def _from_ultralytics(root: StandIn, path: Path, ckpt: Mapping) -> tuple[Detecto
         if isinstance(theirs, nn.BatchNorm2d) and isinstance(ours.get(name), nn.BatchNorm2d):
             ours[name].eps, ours[name].momentum = theirs.eps, theirs.momentum
     extra = {k: ckpt[k] for k in ("epoch", "best_fitness", "date") if isinstance(ckpt.get(k), (int, float, str))}
-    return model, {"format": "ultralytics", "upstream_version": ckpt.get("version"), "extra": extra}
+    return model, {"format": "ultralytics", "upstream_version": ckpt.get("version"), "extra": extra}, notes
 
 
 def load(
@@ -200,30 +288,35 @@ def load(
     scale: str | None = None,
     nc: int | None = None,
     ir_channels: int | None = None,
+    names: Names | None = None,
 ) -> Detector:
     """Load a detector from an ultralytics/YOLOMM checkpoint, an rgbir ``.safetensors`` file, or a plain
-    state_dict (then ``cfg`` names the architecture). The result is in eval mode, float32, with
-    ``model.checkpoint`` (a CheckpointInfo) describing the source.
+    state_dict (then ``cfg`` names the architecture; ``scale`` and ``ir_channels`` apply to it). The class count
+    comes from the head's weights (``nc``, if given, must agree); ``names`` replaces the class names, one per
+    class. The result is in eval mode, float32, with ``model.checkpoint`` (a CheckpointInfo) describing the
+    source. What the file contradicts itself on and loading mends is reported as a CheckpointWarning.
     """
     path = Path(path)
     if not path.is_file():
         raise RgbirError(f"no such weights file: {path}")
     digest = file_sha256(path)
     if path.suffix == ".safetensors":
-        model, info = _from_safetensors(path)
+        model, info, notes = _from_safetensors(path, nc, names)
     else:
         ckpt = read_pickled(path)
         root = _pick_root(ckpt)
         if isinstance(root, StandIn) and isinstance(getattr(root, "model", None), nn.Module):
-            model, info = _from_ultralytics(root, path, ckpt)
+            model, info, notes = _from_ultralytics(root, path, ckpt, nc, names)
         elif isinstance(root, Mapping) and all(isinstance(v, torch.Tensor) for v in root.values()):
             if cfg is None:
                 raise RgbirError(f"{path.name} holds only a state_dict: name its architecture with cfg (--cfg)")
-            model = build_model(cfg, scale=scale, nc=nc, ir_channels=ir_channels)
-            load_weights(model, root)
+            model, notes = _build_for_weights(path, cfg, root, claimed_nc=None, stored_names=None, nc=nc,
+                                              names=names, scale=scale, ir_channels=ir_channels)
             info = {"format": "state_dict"}
         else:
             raise RgbirError(f"{path.name} holds a {type(root).__name__}, not a detector checkpoint")
+    for note in notes:
+        warnings.warn(note, CheckpointWarning, stacklevel=2)
     info.setdefault("channel_order", default_channel_order(model, info["format"]))
     model.checkpoint = CheckpointInfo(path=str(path), sha256=digest, **info)
     return model.float().eval()
@@ -259,7 +352,7 @@ def save(model: Detector, path: str | Path, meta: dict | None = None, half: bool
     return path
 
 
-def _from_safetensors(path: Path) -> tuple[Detector, dict]:
+def _from_safetensors(path: Path, nc: int | None, names: Names | None) -> tuple[Detector, dict, list[str]]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -267,9 +360,9 @@ def _from_safetensors(path: Path) -> tuple[Detector, dict]:
         if SAFETENSORS_MAGIC_KEY not in header:
             raise RgbirError(f"{path.name} is a safetensors file without rgbir metadata; load it with cfg=...")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    names = {int(k): v for k, v in json.loads(header["rgbir.names"]).items()}
-    model = build_model(json.loads(header[SAFETENSORS_MAGIC_KEY]), names=names)
-    load_weights(model, state)
+    cfg = json.loads(header[SAFETENSORS_MAGIC_KEY])
+    model, notes = _build_for_weights(path, cfg, state, claimed_nc=cfg.get("nc"),
+                                      stored_names=json.loads(header["rgbir.names"]), nc=nc, names=names)
     for name, cls_name in json.loads(header.get("rgbir.activations", "{}")).items():
         set_submodule(model, name, getattr(nn, cls_name)())
     meta = json.loads(header.get("rgbir.meta", "{}"))
@@ -279,4 +372,4 @@ def _from_safetensors(path: Path) -> tuple[Detector, dict]:
         "upstream_version": source.get("upstream_version"),
         "channel_order": source.get("channel_order") or default_channel_order(model, "rgbir"),
         "extra": {k: v for k, v in meta.items() if k != "source"},
-    }
+    }, notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -106,21 +107,46 @@ class Detector(nn.Module):
         return x
 
 
+Names = Mapping[int, str] | Sequence[str]  # class names as upstream stores them: {index: name} or a list
+
+
+def names_dict(names: Names) -> dict[int, str]:
+    """Class names as {index: name}, from a list or a mapping whose keys may be strings (as JSON gives them)."""
+    try:
+        if isinstance(names, Mapping):
+            return {int(k): str(v) for k, v in names.items()}
+        if isinstance(names, Sequence) and not isinstance(names, str):
+            return {i: str(v) for i, v in enumerate(names)}
+    except (TypeError, ValueError):
+        pass
+    raise RgbirError(f"class names must be a list or an {{index: name}} mapping, not {str(names)[:60]!r}")
+
+
+def check_names(names: dict[int, str], nc: int, claim: str) -> dict[int, str]:
+    """User-given class names, which must name classes 0..nc-1 once each; ``claim`` says where nc comes from."""
+    if sorted(names) != list(range(nc)):
+        entries = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}"
+        raise RgbirError(f"names (--names) has {entries} but {claim}: give one name per class, indexed 0-{nc - 1}")
+    return names
+
+
 def build_model(
     cfg: str | Path | dict,
     *,
     scale: str | None = None,
     nc: int | None = None,
     ir_channels: int | None = None,
-    names: dict[int, str] | list[str] | None = None,
+    names: Names | None = None,
 ) -> Detector:
-    """Build a detector from a YAML path, a shipped config name (e.g. 'yolo11n-mm-mid-msc') or a dict."""
+    """Build a detector from a YAML path, a shipped config name (e.g. 'yolo11n-mm-mid-msc') or a dict.
+    ``names`` sizes the head when ``nc`` is not given; given both, they must agree."""
     d, file_scale = resolve_config(cfg)
     if scale or file_scale or "scale" not in d:
         d["scale"] = select_scale(d, scale or file_scale).name or None
     if names is not None:
-        names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else {int(k): v for k, v in names.items()}
-        nc = nc or len(names)
+        names = names_dict(names)
+        nc = len(names) if nc is None else nc
+        check_names(names, nc, f"nc (--nc) is {nc}")
     if nc is not None:
         d["nc"] = int(nc)
     if ir_channels is not None:
