@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from rgbir.models.sparse_attention import topk_sparse_attention, topk_sparse_attention_reference
-from rgbir.plugins import BuildOptions, build_library, find_library
+from rgbir.plugins import CompileOptions, compile_library, find_library
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_plugins import launch  # noqa: E402  (the same ctypes call the GPU tests make)
@@ -53,7 +53,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU")
     major, minor = torch.cuda.get_device_capability()
-    path = find_library(args.library) if args.library else build_library(BuildOptions(arch=f"{major}{minor}"))
+    path = find_library(args.library) if args.library else compile_library(CompileOptions(arch=f"{major}{minor}"))
     lib = ctypes.CDLL(str(path))
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; median ms of 30; ratios vs upstream")
     print(f"{'shape':<18}{'dtype':<9}{'upstream':>10}{'reference':>11}{'kernel':>9}{'dense':>9}"

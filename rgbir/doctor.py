@@ -76,7 +76,7 @@ def check_torch() -> Check:
 
 
 def check_cuda() -> list[Check]:
-    from .runtime import cuda
+    from .trt import cuda
 
     try:
         cudart = cuda.runtime_api()
@@ -99,12 +99,12 @@ def check_cuda() -> list[Check]:
 
 
 def check_tensorrt() -> list[Check]:
-    from .build.plan import TensorRTFeatures
     from .errors import RgbirError
-    from .plugins import loader
+    from .trt import registry
+    from .trt.plan import TensorRTFeatures
 
     try:
-        trt = loader.tensorrt_module()
+        trt = registry.tensorrt_module()
     except RgbirError as e:
         return [Check("TensorRT", MISSING, "not installed", str(e).split(": ", 1)[-1])]
     f = TensorRTFeatures.of(trt)
@@ -114,17 +114,17 @@ def check_tensorrt() -> list[Check]:
                     "" if f.builder else "to build engines: pip install 'rgbir[trt]' (Jetson: JetPack's "
                                          "python3-libnvinfer)")]
     try:
-        library = loader.load(None, trt)
+        library = registry.register_plugins(None, trt)
         checks.append(Check("rgbir plugin", OK, f"{library} loads in TensorRT {f.version}"))
     except RgbirError as e:
         checks.append(Check("rgbir plugin", MISSING, str(e).split(" (")[0].split(":")[0],
-                            "rgbir plugins build (needs nvcc and TensorRT headers)"))
+                            "rgbir plugins compile (needs nvcc and TensorRT headers)"))
     return checks
 
 
 def check_toolchain() -> list[Check]:
     from .errors import RgbirError
-    from .plugins.build import find_tensorrt_include
+    from .plugins.compiler import KERNEL_LENS, find_tensorrt_include
 
     nvcc = shutil.which("nvcc")
     if nvcc:
@@ -137,9 +137,10 @@ def check_toolchain() -> list[Check]:
     try:
         include, where = find_tensorrt_include(allow_download=False)
         checks.append(Check("TensorRT headers", OK, f"{include} ({where})"))
-    except RgbirError:
-        checks.append(Check("TensorRT headers", MISSING, "not found", "set TENSORRT_ROOT, or 'rgbir plugins build' "
-                                                                     "fetches public headers for a dev build"))
+    except RgbirError:  # what 'rgbir plugins compile' will do: fetch public headers (a dev fallback)
+        checks.append(Check("TensorRT headers", WARN, f"no TensorRT install; 'rgbir plugins compile' will fetch "
+                                                      f"kernel-lens {KERNEL_LENS}'s public TensorRT 10.14 headers",
+                            "for a release build set TENSORRT_ROOT (tarball) or install TensorRT's headers"))
     return checks
 
 

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 METADATA_KEY = "rgbir"
 
 
@@ -49,6 +51,11 @@ class ModelMetadata:
     @property
     def nc(self) -> int:
         return len(self.names)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The numpy dtype of the model's input tensors (what a runtime or calibrator must hand it)."""
+        return np.dtype(np.float16 if self.io_dtype == "fp16" else np.float32)
 
     @property
     def modality_order(self) -> list[str]:

@@ -1,5 +1,7 @@
-"""Shared fixtures: deterministic seeds, and the directory that holds the test-only helpers."""
+"""Shared fixtures: deterministic seeds, the directory that holds the test-only helpers, a small exported model,
+the plugin library compiled here and TensorRT's real lean runtime bindings with it registered."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,3 +26,23 @@ def tiny_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     export_onnx(lively(build_model("yolo11n-mm-mid", nc=2)), path, ExportOptions(imgsz=(128, 160)))
     return path
+
+
+@pytest.fixture(scope="session")
+def plugin_library(tmp_path_factory):
+    """rgbir's plugin library, compiled for sm_75 against the TensorRT headers found here."""
+    from rgbir.plugins import CompileOptions, compile_library
+
+    if not (shutil.which("nvcc") and shutil.which("cmake")):
+        pytest.skip("nvcc and cmake are needed to compile the plugin library")
+    return compile_library(CompileOptions(arch="75", output_dir=tmp_path_factory.mktemp("plugins")), log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def lean_trt(plugin_library):
+    """TensorRT's lean runtime bindings (a real plugin registry, on the CPU), with the library registered."""
+    from rgbir.trt.registry import register_plugins
+
+    lean = pytest.importorskip("tensorrt_lean_bindings", reason="TensorRT lean runtime bindings not installed")
+    register_plugins(plugin_library, lean)
+    return lean

@@ -1,4 +1,4 @@
-"""A CPU stand-in for the GPU under the TensorRT backend: ``rgbir.runtime.cuda``'s interface over host memory,
+"""A CPU stand-in for the GPU under the TensorRT backend: ``rgbir.trt.cuda``'s interface over host memory,
 and a TensorRT runtime whose engine computes something checkable (per batch item: the sum of each input).
 
 It exercises the backend's own logic — buffers, shapes, padding, graph capture and replay, slots, closing —
@@ -13,7 +13,8 @@ import types
 
 import numpy as np
 
-from rgbir.runtime.cuda import DeviceInfo
+from fake_tensorrt import PluginRegistry
+from rgbir.trt.cuda import DeviceInfo
 
 MEMORY: dict[int, np.ndarray] = {}  # "device" and pinned allocations: pointer → bytes
 _next = [4096]
@@ -117,32 +118,32 @@ def fake_tensorrt_runtime(min_batch=1, max_batch=4, version="10.3.0.26"):
 
     class Context:
         def __init__(self, log):
-            self.shapes, self.addresses, self.log = {}, {}, log
+            self._shapes, self._addresses, self._log = {}, {}, log
 
         def set_input_shape(self, name, shape):
             if not min_batch <= shape[0] <= max_batch or tuple(shape[1:]) != io[name]:
                 return False
-            self.shapes[name] = tuple(shape)
+            self._shapes[name] = tuple(shape)
             return True
 
         def get_tensor_shape(self, name):
             if name == "predictions":
-                return (self.shapes["rgb"][0], 2)
-            return self.shapes[name]
+                return (self._shapes["rgb"][0], 2)
+            return self._shapes[name]
 
         def set_tensor_address(self, name, pointer):
-            self.addresses[name] = pointer
+            self._addresses[name] = pointer
 
         def execute_async_v3(self, stream):
             shapes = {n: self.get_tensor_shape(n) for n in io}
 
             def run():  # reads the shapes and addresses of the moment it was enqueued, as a captured graph does
-                rgb, ir = (_bytes(self.addresses[n], int(np.prod(shapes[n])) * 4).view(np.float32).reshape(shapes[n])
+                rgb, ir = (_bytes(self._addresses[n], int(np.prod(shapes[n])) * 4).view(np.float32).reshape(shapes[n])
                            for n in ("rgb", "ir"))
                 out = np.stack([rgb.reshape(len(rgb), -1).sum(1), ir.reshape(len(ir), -1).sum(1)], 1)
-                _bytes(self.addresses["predictions"], out.nbytes)[:] = out.astype(np.float32).view(np.uint8).ravel()
+                _bytes(self._addresses["predictions"], out.nbytes)[:] = out.astype(np.float32).view(np.uint8).ravel()
 
-            self.log.append("execute")
+            self._log.append("execute")
             stream = CAPTURING[0]
             (stream.recording.append(run) if stream is not None else run())
             return True
@@ -176,7 +177,7 @@ def fake_tensorrt_runtime(min_batch=1, max_batch=4, version="10.3.0.26"):
             return Engine() if data == b"plan" else None
 
     LOG: list[str] = []
-    registry = types.SimpleNamespace(load_library=lambda path: object())
+    registry = PluginRegistry([])
     return types.SimpleNamespace(
         __version__=version, __name__="tensorrt", Builder=object, Logger=type("Logger", (), {
             "WARNING": 2, "__init__": lambda self, s=2: None}), Runtime=Runtime, TensorIOMode=TensorIOMode,

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from rgbir.engine_metadata import EngineMetadata, check_compatible, read_sidecar, sidecar_path, write_sidecar
 from rgbir.errors import RgbirError
 from rgbir.metadata import InputSpec, ModelMetadata
 from rgbir.runtime.backends import backend_kind, open_backend
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, choose_providers
+from rgbir.trt.sidecar import EngineMetadata, check_compatible, read_sidecar, sidecar_path, write_sidecar
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_refusal_logic():
 
 # TensorRT backend --------------------------------------------------------------------------------------------
 def _gpu_or_skip():
-    from rgbir.runtime import cuda
+    from rgbir.trt import cuda
 
     try:
         return cuda.device_info()
@@ -155,7 +155,7 @@ def _gpu_or_skip():
 
 def test_tensorrt_backend_without_a_gpu_says_why_in_one_line(tmp_path):
     pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
-    from rgbir.runtime import cuda
+    from rgbir.trt import cuda
 
     try:
         cuda.device_info()
@@ -176,18 +176,18 @@ def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path, monkeypatch):
     trt = pytest.importorskip("tensorrt", reason="full TensorRT not installed (engines cannot be built here)")
     if not hasattr(trt, "Builder"):
         pytest.skip("TensorRT builder not available")
-    from rgbir.build import build_engine
+    from rgbir.trt import build_engine
     from rgbir.parity import compare, random_inputs
     from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
 
     from media import frame_pair
-    from rgbir.plugins import BuildOptions, build_library
+    from rgbir.plugins import CompileOptions, compile_library
     from rgbir.runtime.frames import Frame, FramePair
     from rgbir.runtime.inference import DetectSettings, PairDetector
     from rgbir.runtime.postprocess import Detections, match_detections
 
     info = _gpu_or_skip()
-    library = build_library(BuildOptions(arch="".join(map(str, info.compute_capability)),
+    library = compile_library(CompileOptions(arch="".join(map(str, info.compute_capability)),
                                          output_dir=tmp_path / "plugins"), log=lambda m: None)
     monkeypatch.setenv("RGBIR_PLUGIN_LIBRARY", str(library))  # the attention node maps to the plugin
     _, onnx_path = exported
@@ -226,6 +226,26 @@ def test_doctor_reports_every_component(capsys):
     assert all(c.hint for c in checks.values() if c.status == "missing")  # every problem comes with a fix
     assert main(["doctor", "--json"]) == 0
     assert {c["name"] for c in json.loads(capsys.readouterr().out)} == set(checks)
+
+
+def test_doctor_reports_the_headers_the_plugin_compiler_will_use(tmp_path, monkeypatch):
+    """Cached kernel-lens headers are what 'rgbir plugins compile' uses when no TensorRT is installed: doctor says
+    so, and without them it says the compiler will fetch them (not 'missing')."""
+    from rgbir.doctor import check_toolchain
+    from rgbir.plugins import compiler
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name in ("RGBIR_TENSORRT_INCLUDE", "TENSORRT_ROOT", "TRT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(compiler, "SYSTEM_INCLUDES", [str(tmp_path / "none")])
+    headers = {c.name: c for c in check_toolchain()}["TensorRT headers"]
+    assert headers.status == "warn" and "will fetch kernel-lens" in headers.detail
+    include = compiler.kernel_lens_include()
+    include.mkdir(parents=True)
+    (include / "NvInferRuntime.h").write_text("// cached\n")
+    headers = {c.name: c for c in check_toolchain()}["TensorRT headers"]
+    assert headers.status == "ok" and str(include) in headers.detail and "kernel-lens" in headers.detail
+    assert compiler.find_tensorrt_include()[0] == include  # the same directory the compiler takes
 
 
 class FramesOnCpu(OnnxRuntimeBackend):
@@ -268,16 +288,16 @@ def test_frames_reach_a_device_preprocessing_backend_with_the_same_results(expor
 # the TensorRT backend's own logic, on a CPU stand-in for the GPU (tests/fake_device.py) ----------------------
 @pytest.fixture
 def fake_gpu(monkeypatch, tmp_path):
-    """An engine file + sidecar, with rgbir.runtime.cuda and TensorRT replaced by CPU stand-ins."""
+    """An engine file + sidecar, with rgbir.trt.cuda and TensorRT replaced by CPU stand-ins."""
     import fake_device
-    from rgbir.plugins import loader
     from rgbir.runtime.backends import tensorrt_backend
+    from rgbir.trt import registry
 
     def setup(min_batch=1, max_batch=4, **sidecar):
         trt = fake_device.fake_tensorrt_runtime(min_batch, max_batch)
         info = DeviceInfo_(0, "Orin", (8, 7), False, True, 8 << 30, 12060, 12060)
         monkeypatch.setattr(tensorrt_backend, "cuda", fake_device.fake_cuda(info))
-        monkeypatch.setattr(loader, "tensorrt_module", lambda: trt)
+        monkeypatch.setattr(registry, "tensorrt_module", lambda: trt)
         engine = tmp_path / "m.engine"
         engine.write_bytes(b"plan")
         meta = engine_meta(**sidecar)
@@ -285,7 +305,7 @@ def fake_gpu(monkeypatch, tmp_path):
         write_sidecar(engine, meta)
         return engine, trt
 
-    from rgbir.runtime.cuda import DeviceInfo as DeviceInfo_
+    from rgbir.trt.cuda import DeviceInfo as DeviceInfo_
 
     return setup
 
@@ -324,6 +344,38 @@ def test_tensorrt_backend_runs_batches_pads_to_the_smallest_and_refuses_the_rest
     backend.close()
     with pytest.raises(RgbirError, match="closed"):
         backend.infer(rgb, ir)
+
+
+def test_build_then_open_twice_in_one_process_with_the_real_plugin_registry(fake_gpu, plugin_library, lean_trt,
+                                                                           tmp_path):
+    """The main job's first use: build an engine, then open it — twice, two backends at once — in one process,
+    all against TensorRT's real (lean) plugin registry, which returns None for every load after the first."""
+    import fake_tensorrt
+    from attention_onnx import metadata, small_onnx
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+    from rgbir.trt import EngineOptions, build_engine
+    from rgbir.trt.cuda import DeviceInfo
+    from rgbir.trt.sidecar import file_sha256
+
+    onnx_path = small_onnx(tmp_path / "m.onnx", metadata(precision="fp16"))
+    for _ in range(2):  # two builds, as two 'rgbir build' calls from one Python session would
+        builder = fake_tensorrt.make("11.4.0")
+        builder.get_plugin_registry = lean_trt.get_plugin_registry
+        result = build_engine(onnx_path, tmp_path / "built.engine", EngineOptions(version_compatible=True,
+                              plugin_library=plugin_library), trt=builder,
+                              device=DeviceInfo(0, "H100", (9, 0), False, True, 80 << 30, 13000, 13000))
+        record = json.loads(result.engine.read_bytes())
+        assert record["plugins_to_serialize"] == [str(plugin_library.resolve())]
+        assert record["importers"]["model.22/TopKSparseAttention"] == "plugin"
+    assert read_sidecar(result.engine).plugin_library == str(plugin_library.resolve())
+    engine, runtime = fake_gpu(plugin_library=str(plugin_library), plugin_sha256=file_sha256(plugin_library))
+    runtime.get_plugin_registry = lean_trt.get_plugin_registry
+    first, second = TensorRTBackend(engine), TensorRTBackend(engine)
+    assert first.warnings == second.warnings == []
+    rgb, ir = _inputs(2)
+    np.testing.assert_allclose(second.infer(rgb, ir)["predictions"], _expected(rgb, ir), rtol=1e-6)
+    first.close()
+    second.close()
 
 
 def test_tensorrt_backend_cuda_graphs_replay_new_inputs_and_recapture_after_a_shape_change(fake_gpu):

@@ -13,50 +13,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 import fake_tensorrt
+from attention_onnx import metadata, small_onnx
 from media import frame_pair
-from rgbir.build import BatchProfile, EngineOptions, TensorRTFeatures, build_engine, plan_build
-from rgbir.build.calibration import CalibrationFeeder, calibration_batches, calibration_pairs, make_calibrator
-from rgbir.build.engine import layer_precisions
-from rgbir.engine_metadata import read_sidecar, version_tuple
 from rgbir.errors import RgbirError
-from rgbir.metadata import METADATA_KEY, InputSpec, ModelMetadata
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
-from rgbir.runtime.cuda import DeviceInfo
+from rgbir.trt import BatchProfile, EngineOptions, TensorRTFeatures, build_engine, plan_build
+from rgbir.trt.builder import layer_precisions
+from rgbir.trt.calibration import CalibrationFeeder, calibration_batches, calibration_pairs, make_calibrator
+from rgbir.trt.cuda import DeviceInfo
+from rgbir.trt.sidecar import read_sidecar, version_tuple
 
 GPU = DeviceInfo(0, "NVIDIA Orin (fake)", (8, 7), True, True, 8 << 30, 12060, 12060)
-
-
-def metadata(batch=None, precision="fp32", attention="function") -> ModelMetadata:
-    return ModelMetadata("test", {0: "person", 1: "car"}, (64, 96), batch,
-                         [InputSpec("rgb", 3, "RGB"), InputSpec("ir", 1, "GRAY")], [8.0, 16.0, 32.0],
-                         precision=precision, attention_op=attention)
-
-
-def small_onnx(path: Path, meta: ModelMetadata) -> Path:
-    """A graph with the rgbir attention node and its local function, carrying rgbir metadata."""
-    pytest.importorskip("onnxscript")
-    from rgbir.export.topk_function import attach
-
-    b = meta.batch or "batch"
-    node = helper.make_node(OP.name, ["q", "k", "v"], ["predictions"], domain=OP.domain,
-                            name="model.22/TopKSparseAttention", scale=0.5, k_divisors=[2, 3], weights=[0.5, 0.5],
-                            plugin_version="1", plugin_namespace="rgbir")
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["rgb"], ["q"]), helper.make_node("Identity", ["ir"], ["k"]),
-         helper.make_node("Identity", ["ir"], ["v"]), node], "g",
-        [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, [b, 3, 64, 96]),
-         helper.make_tensor_value_info("ir", TensorProto.FLOAT, [b, 1, 64, 96])],
-        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    attach(model)
-    helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
-    onnx.save(model, path)
-    return path
 
 
 def features(version: str) -> TensorRTFeatures:
@@ -109,9 +79,9 @@ def test_features_of_the_real_tensorrt_11_lean_module():
 
 
 def test_auto_precision_is_strongly_typed_on_both_versions_and_fp32_clears_tf32():
-    for version in ("10.3.0", "11.4.0"):
+    for version, network_flags in (("10.3.0", ["STRONGLY_TYPED"]), ("11.4.0", [])):  # 11: deprecated, ignored
         plan = plan_build(EngineOptions(), metadata(), features(version), True)
-        assert plan.engine_precision == "fp32" and plan.network_flags == ["STRONGLY_TYPED"]
+        assert plan.engine_precision == "fp32" and plan.network_flags == network_flags
         assert plan.clear_flags == ["TF32"] and "FP16" not in plan.set_flags
     plan = plan_build(EngineOptions(), metadata(precision="fp16"), features("11.4.0"), True)
     assert plan.engine_precision == "fp16" and not plan.set_flags and not plan.clear_flags
@@ -224,7 +194,7 @@ def test_progress_monitor_subclasses_the_real_tensorrt_interface():
     trt = pytest.importorskip("tensorrt_lean_bindings", reason="TensorRT lean bindings not installed")
     from rich.progress import Progress
 
-    from rgbir.build.progress import make_progress_monitor
+    from rgbir.trt.progress import make_progress_monitor
 
     progress = Progress(disable=True)
     monitor = make_progress_monitor(trt, progress)
@@ -252,9 +222,9 @@ def test_layer_precisions_from_the_engine_inspector():
 
 
 # the build flow --------------------------------------------------------------------------------------------
-def build(tmp_path, version, options, meta=None, device=GPU, **fake):
-    onnx_path = small_onnx(tmp_path / "m.onnx", meta or metadata())
-    trt = fake_tensorrt.make(version, **fake)
+def build(tmp_path, version, options, meta=None, device=GPU, plugin_namespace=True, trt=None, **fake):
+    onnx_path = small_onnx(tmp_path / "m.onnx", meta or metadata(), plugin_namespace)
+    trt = trt or fake_tensorrt.make(version, **fake)
     plugin = tmp_path / "librgbir_plugins.so"
     plugin.write_bytes(b"\x7fELF fake")
     options.plugin_library = plugin
@@ -271,10 +241,11 @@ def test_build_on_tensorrt_10_fp16_with_profile_workspace_cache_and_sidecar(tmp_
                                    "ir": [[1, 1, 64, 96], [2, 1, 64, 96], [4, 1, 64, 96]]}]
     assert record["pools"] == {"WORKSPACE": 256 << 20}
     assert record["functions"] == []  # 10.3 would prefer the local function: removed so the plugin wins
+    assert record["importers"]["model.22/TopKSparseAttention"] == "plugin"
     assert ("load_library", str(tmp_path / "librgbir_plugins.so")) in trt.calls
-    assert cache.read_bytes() == b"+timed" and record["timing_cache"] == ""
+    assert cache.read_bytes() == b"TRTC+timed" and record["timing_cache"] == ""
     result2, record2, _ = build(tmp_path, "10.3.0", options)  # the second build starts from the first's cache
-    assert record2["timing_cache"] == "+timed"
+    assert record2["timing_cache"] == "TRTC+timed"
     side = read_sidecar(result.engine)
     assert side.model.precision == "fp16" and side.tensorrt_version == "10.3.0"
     assert side.compute_capability == (8, 7) and side.build["precision"] == "fp16" and side.plugin_sha256
@@ -285,11 +256,70 @@ def test_build_on_tensorrt_10_fp16_with_profile_workspace_cache_and_sidecar(tmp_
 def test_build_on_tensorrt_11_is_strongly_typed_and_keeps_the_function(tmp_path):
     result, record, _ = build(tmp_path, "11.4.0", EngineOptions(version_compatible=True),
                               metadata(precision="fp16"))
-    assert record["network_flags"] == 1 << 5 and "FP16" not in record["flags"]
+    assert record["network_flags"] == 0 and "FP16" not in record["flags"]  # STRONGLY_TYPED is ignored on 11
     assert "VERSION_COMPATIBLE" in record["flags"] and record["functions"] == [OP.name]
+    assert record["importers"]["model.22/TopKSparseAttention"] == "plugin"
     assert record["plugins_to_serialize"] == [str(tmp_path / "librgbir_plugins.so")]
     side = read_sidecar(result.engine)
     assert side.version_compatible and side.plugins_embedded and side.model.precision == "fp16"
+
+
+@pytest.mark.parametrize("version, stripped, parser_flags", [
+    ("10.3.0", True, []),  # 9.0-10.6: the local function always wins, so it is removed
+    ("10.8.0", False, []),  # 10.7-10.14: a registered plugin wins
+    ("10.15.1", False, []),  # 10.15: the plugin wins because the node has plugin_namespace (no flag yet)
+    ("10.16.0", False, ["ENABLE_PLUGIN_OVERRIDE"]),  # 10.16+ and 11: the flag is set as well
+    ("11.4.0", False, ["ENABLE_PLUGIN_OVERRIDE"])])
+def test_every_parser_generation_maps_the_attention_to_the_plugin(tmp_path, version, stripped, parser_flags):
+    meta = metadata(precision="fp16" if version.startswith("11") else "fp32")
+    _, record, trt = build(tmp_path, version, EngineOptions(), meta)
+    assert record["importers"]["model.22/TopKSparseAttention"] == "plugin"
+    assert (record["functions"] == []) == stripped
+    assert [c[3] for c in trt.calls if c[0] == "parse"] == [tuple(parser_flags)]
+
+
+@pytest.mark.parametrize("version", ["10.16.0", "11.4.0"])
+def test_the_parser_flag_alone_reaches_the_plugin_on_new_parsers(tmp_path, version):
+    """Fails if the build stops setting ENABLE_PLUGIN_OVERRIDE: a node without plugin_namespace would then run
+    the function body on 10.15+ (the export's own plugin_namespace is checked in test_export)."""
+    meta = metadata(precision="fp16" if version.startswith("11") else "fp32")
+    _, record, _ = build(tmp_path, version, EngineOptions(), meta, plugin_namespace=False)
+    assert record["importers"]["model.22/TopKSparseAttention"] == "plugin"
+    _, record, _ = build(tmp_path, "10.15.1", EngineOptions(), plugin_namespace=False)  # no flag in 10.15
+    assert record["importers"]["model.22/TopKSparseAttention"] == "function"
+
+
+def test_a_second_build_in_one_process_still_uses_and_embeds_the_plugin(tmp_path):
+    """TensorRT's registry refuses a second load_library of registered plugins (returns None): the second build
+    must still know the plugin (10.3: strip the function; 10.7+: plugins_to_serialize and the sidecar)."""
+    trt = fake_tensorrt.make("10.3.0")
+    for _ in range(2):
+        build(tmp_path, "10.3.0", EngineOptions(), trt=trt)
+    assert [c[2] for c in trt.calls if c[0] == "parse"] == [(), ()]  # the function was removed both times
+    trt = fake_tensorrt.make("10.8.0")
+    trt.get_plugin_registry().load_library("/elsewhere/librgbir_plugins.so")  # registered by someone else first
+    result, record, _ = build(tmp_path, "10.8.0", EngineOptions(version_compatible=True), trt=trt)
+    assert record["plugins_to_serialize"] == [str(tmp_path / "librgbir_plugins.so")]
+    assert read_sidecar(result.engine).plugins_embedded and record["importers"]["model.22/TopKSparseAttention"] \
+        == "plugin"
+
+
+def test_int8_calibration_feeds_each_inputs_own_dtype(tmp_path):
+    rgb_dir, ir_dir = write_pairs(tmp_path, 2)
+    pairs = calibration_pairs(f"{rgb_dir},{ir_dir}", 8)
+    for io_dtype, dtype in (("fp16", np.float16), ("fp32", np.float32)):
+        meta = metadata()
+        meta.io_dtype = io_dtype
+        batch = next(calibration_batches(pairs, meta, 2))
+        assert {a.dtype for a in batch.values()} == {np.dtype(dtype)}
+        uploaded: dict[str, np.ndarray] = {}
+
+        def upload(name, array):
+            uploaded[name] = array
+            return len(uploaded)  # a "device pointer"
+
+        assert CalibrationFeeder(iter([batch]), 2, None, upload).next_pointers(["ir", "rgb"]) == [1, 2]
+        assert uploaded["rgb"].nbytes == 2 * 3 * 64 * 96 * np.dtype(dtype).itemsize  # the bytes TensorRT reads
 
 
 def test_int8_build_on_tensorrt_10_feeds_the_calibrator_then_reuses_the_cache(tmp_path, monkeypatch):
@@ -297,8 +327,8 @@ def test_int8_build_on_tensorrt_10_feeds_the_calibrator_then_reuses_the_cache(tm
     cache = tmp_path / "int8.cache"
     options = EngineOptions(precision="int8", batch=BatchProfile(1, 2, 2), calibration_data=f"{rgb_dir},{ir_dir}",
                             calibration_cache=cache)
-    from rgbir.build.calibration import DeviceUploader
-    from rgbir.runtime.cuda import CudaError
+    from rgbir.trt.calibration import DeviceUploader
+    from rgbir.trt.cuda import CudaError
 
     def failing_upload(self, name, array):
         raise CudaError("cudaMemcpyAsync failed: out of memory")
@@ -327,17 +357,19 @@ def test_outputs_are_checked_before_building_and_a_failed_build_keeps_the_old_en
         build_engine(tmp_path / "not.onnx", tmp_path / "x.engine", trt=fake_tensorrt.make("10.8.0"), device=GPU)
 
 
-def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path):
+@pytest.mark.parametrize("content", [fake_tensorrt.TIMING_CACHE_MAGIC + b"foreign GPU",  # set_timing_cache: False
+                                     b"not a timing cache"])  # create_timing_cache: None
+def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path, content):
     cache = tmp_path / "timing.cache"
-    cache.write_bytes(b"foreign GPU")
+    cache.write_bytes(content)
     result, record, _ = build(tmp_path, "10.8.0", EngineOptions(timing_cache=cache))
     assert record["timing_cache"] == "" and any("another TensorRT or GPU" in n for n in result.notes)
-    assert cache.read_bytes() == b"+timed"  # replaced by this build's
+    assert cache.read_bytes() == b"TRTC+timed"  # replaced by this build's
 
 
 def test_parse_errors_name_the_failing_node(tmp_path):
     with pytest.raises(RgbirError, match=r"node 'model.22/TopKSparseAttention' \(TopKSparseAttention\): Plugin "
-                                         r"not found.*rgbir plugins build"):
+                                         r"not found.*rgbir plugins compile"):
         build(tmp_path, "10.8.0", EngineOptions(), fail_parse_on=OP.name)
     assert not (tmp_path / "out" / "m.engine").exists()
 
@@ -351,8 +383,10 @@ def test_dla_needs_one_batch_size_and_hardware_compatibility_a_discrete_ampere_g
 
 
 def test_dla_and_hardware_compatibility_reach_the_config(tmp_path):
-    _, record, trt = build(tmp_path, "10.3.0", EngineOptions(precision="fp16", dla_core=1))
+    _, record, trt = build(tmp_path, "10.3.0", EngineOptions(precision="fp16", dla_core=1), dla_cores=2)  # Orin
     assert record["dla"] == [trt.DeviceType.DLA, 1] and "GPU_FALLBACK" in record["flags"]
+    with pytest.raises(RgbirError, match="DLA core 0 is not available here .* 0 DLA cores"):  # desktop 10.x
+        build(tmp_path, "10.8.0", EngineOptions(precision="fp16", dla_core=0))
     with pytest.raises(RgbirError, match="DLA core 0 is not available here .* 0 DLA cores"):
         build(tmp_path, "11.3.0", EngineOptions(dla_core=0), metadata(precision="fp16"))
     h100 = DeviceInfo(0, "NVIDIA H100", (9, 0), False, True, 80 << 30, 13000, 13000)

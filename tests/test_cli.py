@@ -61,7 +61,8 @@ def test_runtime_works_where_torch_cannot_be_imported():
     """Jetson deployments have no torch: the runtime, engine build and doctor must import and run without it."""
     code = ("import sys; sys.modules['torch'] = None; "  # any 'import torch' now raises ImportError
             "import rgbir.runtime.pipeline, rgbir.runtime.backends.onnxruntime_backend, rgbir.parity, "
-            "rgbir.export.check, rgbir.plugins, rgbir.metadata, rgbir.build, rgbir.engine_metadata, rgbir.doctor, "
+            "rgbir.export.check, rgbir.plugins, rgbir.metadata, rgbir.trt, rgbir.trt.sidecar, rgbir.trt.registry, "
+            "rgbir.trt.calibration, rgbir.doctor, "
             "rgbir.runtime.backends.tensorrt_backend, rgbir.runtime.gpu_preprocess; from rgbir import Pipeline; "
             "from rgbir.doctor import run_checks; run_checks(); print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

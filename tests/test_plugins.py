@@ -11,8 +11,8 @@ import pytest
 
 from rgbir.errors import RgbirError
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
-from rgbir.plugins import BuildOptions, build_library, find_library, load
-from rgbir.plugins.build import cuda_architectures
+from rgbir.plugins import CompileOptions, compile_library, find_library, load
+from rgbir.plugins.compiler import cuda_architectures
 
 needs_toolchain = pytest.mark.skipif(not (shutil.which("nvcc") and shutil.which("cmake")),
                                      reason="nvcc and cmake are needed to compile the plugin library")
@@ -20,22 +20,8 @@ ONNX_TO_FIELD = {"FLOAT": "FLOAT32", "INTS": "INT32", "FLOATS": "FLOAT32"}
 
 
 @pytest.fixture(scope="session")
-def library(tmp_path_factory):
-    if not (shutil.which("nvcc") and shutil.which("cmake")):
-        pytest.skip("nvcc and cmake are needed to compile the plugin library")
-    return build_library(BuildOptions(arch="75", output_dir=tmp_path_factory.mktemp("plugins")), log=lambda m: None)
-
-
-@pytest.fixture(scope="session")
-def trt(library):
-    lean = pytest.importorskip("tensorrt_lean_bindings", reason="TensorRT lean runtime bindings not installed")
-    load(library, lean)
-    return lean
-
-
-@pytest.fixture(scope="session")
-def creator(trt):
-    found = trt.get_plugin_registry().get_creator(OP.name, OP.version, OP.domain)
+def creator(lean_trt):
+    found = lean_trt.get_plugin_registry().get_creator(OP.name, OP.version, OP.domain)
     assert found is not None
     return found
 
@@ -50,21 +36,21 @@ def fields(trt, **values):
     return trt.PluginFieldCollection(out)
 
 
-def test_library_links_no_tensorrt_and_exports_only_its_entry_points(library):
-    needed = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True).stdout
+def test_library_links_no_tensorrt_and_exports_only_its_entry_points(plugin_library):
+    needed = subprocess.run(["readelf", "-d", str(plugin_library)], capture_output=True, text=True).stdout
     assert "libnvinfer" not in needed and "libcudart.so" not in needed  # headers only, static CUDA runtime
-    exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin_library)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "setLoggerFinder", "rgbirTopKSparseAttentionLaunch",
                      "rgbirTopKSparseAttentionWorkspaceSize", "rgbirLetterboxLaunch"}
 
 
-def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(library):
+def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(plugin_library):
     from rgbir.metadata import InputSpec, ModelMetadata
     from rgbir.runtime.gpu_preprocess import DeviceLetterbox
 
     meta = ModelMetadata("t", {0: "a"}, (64, 96), 1, [InputSpec("rgb", 3, "RGB")], [8.0])
-    launch = DeviceLetterbox(meta, library).launch  # the ctypes signature the backend uses
+    launch = DeviceLetterbox(meta, plugin_library).launch  # the ctypes signature the backend uses
     good = [None, 48, 80, 240, 3, None, 64, 96, 3, 0, 58, 96, 3, 0, 1, 114.0, 1 / 255, None]
 
     def call(**changes):
@@ -79,15 +65,15 @@ def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(library)
     assert call(a9=2) == -3
 
 
-def test_workspace_is_needed_only_for_long_rows(library):
-    lib = ctypes.CDLL(str(library))
+def test_workspace_is_needed_only_for_long_rows(plugin_library):
+    lib = ctypes.CDLL(str(plugin_library))
     lib.rgbirTopKSparseAttentionWorkspaceSize.restype = ctypes.c_size_t
     assert lib.rgbirTopKSparseAttentionWorkspaceSize(1600) == 0
     assert lib.rgbirTopKSparseAttentionWorkspaceSize(16384) == 1024 * 16384 * 4
 
 
-def test_invalid_launch_arguments_are_rejected_before_touching_the_gpu(library):
-    lib = ctypes.CDLL(str(library))
+def test_invalid_launch_arguments_are_rejected_before_touching_the_gpu(plugin_library):
+    lib = ctypes.CDLL(str(plugin_library))
     divisors, weights = (ctypes.c_int32 * 2)(2, 3), (ctypes.c_float * 2)(0.5, 0.5)
     args = [None, None, None, None, 1, 8, 16, 16, 16, 16, ctypes.c_float(0.25), divisors, weights]
     assert lib.rgbirTopKSparseAttentionLaunch(*args[:4], 1, 8, 16, 16, 300, 16, *args[10:], 2, 0, None, 0, None) == -1
@@ -152,13 +138,24 @@ def cv2_smooth(noise: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(noise, (0, 0), 3)
 
 
+def test_registering_twice_is_idempotent_in_the_real_registry(plugin_library, lean_trt, tmp_path):
+    """TensorRT's registry returns None for a second load of registered plugins (NvInferRuntimeCommon.h); rgbir's
+    registration does not fail on it, whether the library is the same file or another copy of it."""
+    assert lean_trt.get_plugin_registry().load_library(str(plugin_library)) is None  # the real API's answer
+    assert load(plugin_library, lean_trt) == load(plugin_library, lean_trt) == plugin_library.resolve()
+    copy = tmp_path / "copy" / "librgbir_plugins.so"
+    copy.parent.mkdir()
+    shutil.copy(plugin_library, copy)
+    assert load(copy, lean_trt) == copy.resolve()  # its creator is registered already: it counts as loaded
+
+
 def test_creator_fields_are_exactly_the_exported_attributes(creator):
     assert (creator.name, creator.plugin_version, creator.plugin_namespace) == (OP.name, OP.version, OP.domain)
     declared = [(f.name, f.type.name) for f in creator.field_names]
     assert declared == [(name, ONNX_TO_FIELD[kind]) for name, kind in OP.attributes]
 
 
-def test_plugin_from_an_exported_nodes_attributes(creator, trt, tmp_path):
+def test_plugin_from_an_exported_nodes_attributes(creator, lean_trt, tmp_path):
     """Build the field collection the way TensorRT's ONNX parser does: only attributes named by the creator."""
     import onnx
     import torch
@@ -177,25 +174,25 @@ def test_plugin_from_an_exported_nodes_attributes(creator, trt, tmp_path):
     names = {f.name for f in creator.field_names}
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name in names}
     assert set(attrs) == names  # plugin_version / plugin_namespace go to the parser, not the plugin
-    plugin = creator.create_plugin(node.name, fields(trt, **attrs), trt.TensorRTPhase.BUILD)
+    plugin = creator.create_plugin(node.name, fields(lean_trt, **attrs), lean_trt.TensorRTPhase.BUILD)
     assert plugin is not None
-    core = plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+    core = plugin.get_capability_interface(lean_trt.PluginCapabilityType.CORE)
     assert (core.plugin_name, core.plugin_version, core.plugin_namespace) == (OP.name, OP.version, OP.domain)
 
 
 @pytest.fixture(scope="session")
-def harness(library, tmp_path_factory):
+def harness(plugin_library, tmp_path_factory):
     """tests/plugin_harness.cpp, compiled against the same TensorRT headers, run on the library."""
     from pathlib import Path
 
-    from rgbir.plugins.build import find_tensorrt_include
+    from rgbir.plugins.compiler import find_tensorrt_include
 
     include, _ = find_tensorrt_include()
     exe = tmp_path_factory.mktemp("harness") / "harness"
     source = Path(__file__).parent / "plugin_harness.cpp"
     subprocess.run(["nvcc", "-std=c++17", "-Xcompiler", "-Wno-deprecated-declarations", f"-I{include}", str(source),
                     "-o", str(exe), "-ldl"], check=True, capture_output=True)
-    result = subprocess.run([str(exe), str(library)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(exe), str(plugin_library)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
     return {" ".join(parts[:2]) if parts[0] in ("saved", "restored", "clone", "supports", "workspace") else parts[0]:
@@ -224,15 +221,15 @@ def test_serialisation_round_trip_clone_and_build_contract(harness):
     (dict(scale=0.5, k_divisors=[2, 0], weights=[0.5, 0.5]), "k_divisors entries must be >= 1"),
     (dict(k_divisors=[2], weights=[1.0]), "scale field is missing"),
 ])
-def test_bad_attributes_are_refused_with_a_logged_error(creator, trt, capfd, values, message):
-    assert creator.create_plugin("bad", fields(trt, **values), trt.TensorRTPhase.BUILD) is None
+def test_bad_attributes_are_refused_with_a_logged_error(creator, lean_trt, capfd, values, message):
+    assert creator.create_plugin("bad", fields(lean_trt, **values), lean_trt.TensorRTPhase.BUILD) is None
     assert message in capfd.readouterr().err
 
 
 def test_loader_and_architectures(tmp_path, monkeypatch):
     monkeypatch.setenv("RGBIR_PLUGIN_LIBRARY", str(tmp_path / "missing.so"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    with pytest.raises(RgbirError, match="rgbir plugins build"):
+    with pytest.raises(RgbirError, match="rgbir plugins compile"):
         find_library()
     assert cuda_architectures("orin") == "87" and cuda_architectures("75,86") == "75;86"
     with pytest.raises(RgbirError, match="--arch"):
@@ -251,7 +248,7 @@ def _cuda():
 def gpu_library(tmp_path_factory):
     torch = _cuda()
     major, minor = torch.cuda.get_device_capability()
-    return build_library(BuildOptions(arch=f"{major}{minor}", output_dir=tmp_path_factory.mktemp("gpu")),
+    return compile_library(CompileOptions(arch=f"{major}{minor}", output_dir=tmp_path_factory.mktemp("gpu")),
                          log=lambda m: None)
 
 
@@ -326,7 +323,7 @@ def test_gpu_letterbox_matches_the_cpu_path(gpu_library, frame_shape, channels, 
     _cuda()
     pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
     from rgbir.metadata import InputSpec, ModelMetadata
-    from rgbir.runtime import cuda
+    from rgbir.trt import cuda
     from rgbir.runtime.gpu_preprocess import DeviceLetterbox
     from rgbir.runtime.preprocess import letterbox, to_input
 

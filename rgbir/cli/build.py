@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    from ..build import BatchProfile, EngineOptions
+    from ..trt import BatchProfile, EngineOptions
 
     return EngineOptions(
         precision=args.precision, batch=BatchProfile.parse(args.batch) if args.batch else None,
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..build import build_engine
+    from ..trt import build_engine
 
     console = Console()
     output = args.output or Path(args.onnx).with_suffix(".engine")

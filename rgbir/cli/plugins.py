@@ -1,4 +1,4 @@
-"""``rgbir plugins``: build the TensorRT plugin library, or show where it is and what it registers."""
+"""``rgbir plugins``: compile the TensorRT plugin library, or show where it is and what it registers."""
 
 from __future__ import annotations
 
@@ -7,40 +7,39 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="build or inspect the TensorRT plugin library", description=__doc__.replace("``", ""))
+    p = sub.add_parser("plugins", help="compile or inspect the TensorRT plugin library", description=__doc__.replace("``", ""))
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    b = actions.add_parser("build", help="compile the plugin library (CMake + nvcc, TensorRT headers only)")
+    b = actions.add_parser("compile", help="compile the plugin library (CMake + nvcc, TensorRT headers only)")
     b.add_argument("--tensorrt-include", help="directory with NvInferRuntime.h (default: RGBIR_TENSORRT_INCLUDE, "
                                              "TENSORRT_ROOT/include, system dirs, kernel-lens)")
     b.add_argument("--arch", default="native",
                    help="native (this machine's GPUs), orin (sm_87), desktop (sm_75-sm_90 + PTX) or a list like 75,86")
     b.add_argument("-o", "--output-dir", type=Path, help="where to put the library (default: ~/.cache/rgbir/plugins)")
     b.add_argument("--jobs", type=int, default=2)
-    b.set_defaults(run=run_build)
+    b.set_defaults(run=run_compile)
     i = actions.add_parser("info", help="find the library and list the plugins it registers with TensorRT")
     i.add_argument("--library", help="library path (default: the search path)")
     i.set_defaults(run=run_info)
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from ..plugins import BuildOptions, build_library
+def run_compile(args: argparse.Namespace) -> int:
+    from ..plugins import CompileOptions, compile_library
 
-    options = BuildOptions(tensorrt_include=args.tensorrt_include, arch=args.arch, jobs=args.jobs)
+    options = CompileOptions(tensorrt_include=args.tensorrt_include, arch=args.arch, jobs=args.jobs)
     if args.output_dir:
         options.output_dir = args.output_dir
-    path = build_library(options)
-    print(f"built {path}\nload it with rgbir.plugins.load(), trtexec --dynamicPlugins={path}, or "
+    path = compile_library(options)
+    print(f"compiled {path}\nload it with rgbir.plugins.load(), trtexec --dynamicPlugins={path}, or "
           f"RGBIR_PLUGIN_LIBRARY={path}")
     return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..plugins import load
-    from ..plugins.loader import tensorrt_module
+    from ..trt.registry import register_plugins, tensorrt_module
 
     trt = tensorrt_module()
-    path = load(args.library, trt)
+    path = register_plugins(args.library, trt)
     print(f"library: {path}")
     for creator in trt.get_plugin_registry().all_creators:
         if creator.plugin_namespace == "rgbir":

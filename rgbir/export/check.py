@@ -159,11 +159,11 @@ def check_onnx(path: str | Path) -> CheckReport:
         if dynamic and v in model.graph.input:
             bounded = meta is not None and meta.batch is None and dynamic == [0]
             add(Finding("info" if bounded else "warning", v.name,
-                        f"dynamic dims {dynamic}: build with an optimisation profile (min/opt/max)"
+                        f"dynamic dims {dynamic}: build with an optimisation profile ('rgbir build --batch MIN,OPT,MAX')"
                         + ("; rgbir metadata bounds the batch" if bounded else "")))
     if meta is not None and meta.precision == "fp16":
-        add(Finding("info", "model", "FP16 graph: strongly typed on TensorRT 11; on TensorRT 10 build with --fp16 "
-                                    "or --strongly-typed"))
+        add(Finding("info", "model", "FP16 graph: 'rgbir build' (--precision auto) builds it strongly typed, so it "
+                                    "stays FP16 on TensorRT 10 and 11"))
     return report
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import RgbirError
 from ..metadata import InputSpec, ModelMetadata
-from . import cuda
+from ..trt import cuda
 from .preprocess import LetterboxInfo, letterbox_geometry
 
 DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
@@ -30,7 +30,7 @@ class DeviceLetterbox:
         try:
             self.launch = ctypes.CDLL(str(path)).rgbirLetterboxLaunch
         except AttributeError as e:
-            raise RgbirError(f"{path} has no GPU letterbox kernel: rebuild it with 'rgbir plugins build'") from e
+            raise RgbirError(f"{path} has no GPU letterbox kernel: rebuild it with 'rgbir plugins compile'") from e
         self.launch.restype = ctypes.c_int32
         self.launch.argtypes = [ctypes.c_void_p] + [ctypes.c_int32] * 4 + [ctypes.c_void_p] + [ctypes.c_int32] * 9 \
             + [ctypes.c_float, ctypes.c_float, ctypes.c_void_p]

@@ -45,7 +45,7 @@ class PairDetector:
         self.backend, self.settings, self.registration = backend, settings, registration
         self.meta = backend.metadata
         self.names = self.meta.names
-        self.dtype = np.float16 if self.meta.io_dtype == "fp16" else np.float32
+        self.dtype = self.meta.input_dtype
         self.fixed_batch = self.meta.batch  # None: any batch size
 
     @property

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...engine_metadata import check_compatible, file_sha256, read_sidecar
 from ...errors import RgbirError
-from .. import cuda
+from ...trt import cuda, registry
+from ...trt.sidecar import check_compatible, file_sha256, read_sidecar
 from .base import Backend, TensorSpec
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -138,8 +138,6 @@ class TensorRTBackend(Backend):
     def __init__(self, engine: str | Path, device: int = 0, cuda_graph: bool = False, contexts: int = 1,
                  zero_copy: bool | None = None, plugin_library: str | Path | None = None,
                  gpu_preprocess: bool = False):
-        from ...plugins import loader
-
         engine = Path(engine)
         if not engine.is_file():
             raise RgbirError(f"no such TensorRT engine: {engine}")
@@ -149,7 +147,7 @@ class TensorRTBackend(Backend):
         if gpu_preprocess and sidecar is None:
             raise RgbirError(f"GPU preprocessing needs the engine's metadata: {engine} has no sidecar JSON (build it "
                              "with 'rgbir build')")
-        trt = loader.tensorrt_module()
+        trt = registry.tensorrt_module()
         info = cuda.device_info(device)
         self.device_index = device
         self.warnings: list[str] = []
@@ -161,7 +159,7 @@ class TensorRTBackend(Backend):
         if not hasattr(trt, "Builder") and not (sidecar and sidecar.version_compatible):
             raise RgbirError(f"only TensorRT's lean runtime is installed, and it runs version-compatible engines "
                              f"only: rebuild {engine} with 'rgbir build --version-compatible' or install tensorrt")
-        library = self._plugin(loader, trt, sidecar, plugin_library)
+        library = self._plugin(trt, sidecar, plugin_library)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.runtime.engine_host_code_allowed = bool(sidecar and sidecar.version_compatible)
@@ -191,7 +189,7 @@ class TensorRTBackend(Backend):
             self.free.put(slot)
         self.closed = False
 
-    def _plugin(self, loader, trt, sidecar, explicit) -> Path | None:
+    def _plugin(self, trt, sidecar, explicit) -> Path | None:
         """Register the plugin library the engine needs: the given one, else the search path, else the one it
         was built with (named in the sidecar); none when the plan embeds it."""
         if sidecar is not None and sidecar.plugins_embedded and explicit is None:
@@ -200,13 +198,13 @@ class TensorRTBackend(Backend):
         built_with = Path(sidecar.plugin_library) if needed else None
         if explicit is None and built_with is not None:
             try:
-                library = loader.load(None, trt)
+                library = registry.register_plugins(None, trt)
             except RgbirError:
                 if not built_with.is_file():
                     raise
-                library = loader.load(built_with, trt)
+                library = registry.register_plugins(built_with, trt)
         else:
-            library = loader.load_if_present(explicit, trt, required=needed)
+            library = registry.register_if_present(explicit, trt, required=needed)
         if library is not None and needed and sidecar.plugin_sha256 and file_sha256(library) != sidecar.plugin_sha256:
             self.warnings.append(f"plugin library {library} differs from the one the engine was built with "
                                  f"({sidecar.plugin_library}): rebuild the engine if its attention misbehaves")

@@ -3,15 +3,20 @@
 TensorRT 11 removed the weak-typing precision flags (``BuilderFlag.FP16``, ``BuilderFlag.INT8``, ...) and the
 INT8 calibrators (``IBuilderConfig.int8_calibrator``): every network is strongly typed, so precision comes from
 the ONNX (an fp16 export, or Q/DQ nodes for INT8). TensorRT 10 still has both, plus the opt-in
-``NetworkDefinitionCreationFlag.STRONGLY_TYPED``. Before 10.7 the ONNX parser prefers a local function over a
-registered plugin of the same name, so the function must be removed for the node to reach the plugin.
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (deprecated and ignored in 11, so not set there).
+
+How the ONNX parser imports a node that has both a local function and a registered plugin depends on its
+generation (onnx-tensorrt sources, TensorRT changelog): 9.0-10.6 the function always wins, so it is removed for
+the node to reach the plugin; 10.7-10.14 the plugin wins; 10.15+ and 11.x the plugin wins only if the node carries
+a ``plugin_namespace`` attribute (rgbir's exports do) or ``OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE`` is set
+(bindings 10.16+; set whenever present).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine_metadata import version_tuple
+from .sidecar import version_tuple
 from ..errors import RgbirError
 from ..metadata import ModelMetadata
 from .options import PRECISIONS, EngineOptions
@@ -25,23 +30,27 @@ class TensorRTFeatures:
     builder: bool  # trt.Builder: the full TensorRT (the lean/dispatch runtimes only deserialize)
     weak_typing: bool  # BuilderFlag.FP16 / BuilderFlag.INT8 (removed in 11.0)
     calibrators: bool  # trt.IInt8EntropyCalibrator2 (removed in 11.0)
-    strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (opt-in in 10.x; always on in 11)
+    strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED opt-in (10.x; ignored in 11)
+    plugin_override_flag: bool  # OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE (bindings 10.16+)
 
     @classmethod
     def of(cls, trt) -> "TensorRTFeatures":
         flags = getattr(trt, "BuilderFlag", None)
         creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+        version = str(getattr(trt, "__version__", "0"))
         return cls(
-            version=str(getattr(trt, "__version__", "0")),
+            version=version,
             builder=hasattr(trt, "Builder"),
             weak_typing=flags is not None and hasattr(flags, "FP16") and hasattr(flags, "INT8"),
             calibrators=hasattr(trt, "IInt8EntropyCalibrator2"),
-            strongly_typed_flag=creation is not None and hasattr(creation, "STRONGLY_TYPED"),
+            strongly_typed_flag=hasattr(creation, "STRONGLY_TYPED") and version_tuple(version) < (11,),
+            plugin_override_flag=hasattr(getattr(trt, "OnnxParserFlag", None), "ENABLE_PLUGIN_OVERRIDE"),
         )
 
     @property
     def plugin_beats_local_function(self) -> bool:
-        """TensorRT >= 10.7's parser maps a node to a registered plugin even when a local function has its name."""
+        """TensorRT >= 10.7's parser can map a node to a registered plugin even when a local function has its
+        name (from 10.15 only when asked: ``plugin_namespace`` on the node or ENABLE_PLUGIN_OVERRIDE)."""
         return version_tuple(self.version) >= (10, 7)
 
 
@@ -51,6 +60,7 @@ class BuildPlan:
     network_flags: list[str] = field(default_factory=list)  # NetworkDefinitionCreationFlag names
     set_flags: list[str] = field(default_factory=list)  # BuilderFlag names to set
     clear_flags: list[str] = field(default_factory=list)  # BuilderFlag names to clear
+    parser_flags: list[str] = field(default_factory=list)  # OnnxParserFlag names to set
     calibrate: bool = False  # attach the paired-image INT8 calibrator (TensorRT 10)
     strip_attention_function: bool = False  # remove the local function so the parser picks the plugin (< 10.7)
     notes: list[str] = field(default_factory=list)
@@ -102,9 +112,11 @@ def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFe
     if meta.attention_op == "function":
         if not plugin_available:
             plan.notes.append("no rgbir plugin library: the sparse attention is built from its standard-op "
-                              "function body (TopK limited to K <= 3840); 'rgbir plugins build' for the fused kernel")
+                              "function body (TopK limited to K <= 3840); 'rgbir plugins compile' for the fused kernel")
         elif not features.plugin_beats_local_function:
             plan.strip_attention_function = True
             plan.notes.append(f"TensorRT {features.version} < 10.7 prefers local functions over plugins: the "
                               "function body is removed before parsing so the nodes map to the plugin")
+        elif features.plugin_override_flag:
+            plan.parser_flags.append("ENABLE_PLUGIN_OVERRIDE")
     return plan

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RgbirError
-from .metadata import ModelMetadata
+from ..errors import RgbirError
+from ..metadata import ModelMetadata
 
 SIDECAR_SUFFIX = ".json"
 
@@ -28,7 +28,7 @@ class EngineMetadata:
     tensorrt_version: str
     gpu_name: str
     compute_capability: tuple[int, int]
-    build: dict[str, Any] = field(default_factory=dict)  # the BuildOptions that made it, as JSON
+    build: dict[str, Any] = field(default_factory=dict)  # the EngineOptions that made it, as JSON
     version_compatible: bool = False
     hardware_compatible: bool = False  # built with a hardware-compatibility level (Ampere+)
     plugin_library: str | None = None

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..engine_metadata import EngineMetadata, file_sha256, sidecar_path, write_sidecar
+from .sidecar import EngineMetadata, file_sha256, sidecar_path, write_sidecar
 from ..errors import RgbirError
 from ..metadata import load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
-from ..runtime.cuda import DeviceInfo
+from .cuda import DeviceInfo
 from .options import EngineOptions
 from .plan import BuildPlan, TensorRTFeatures, plan_build
 
@@ -55,7 +55,7 @@ def parse_errors(parser, onnx_path: Path) -> RgbirError:
         problems.append(f"node '{node}' ({e.node_operator()}): {e.desc()}")
     hint = ""
     if any(f"({OP.name})" in p for p in problems):
-        hint = f"; the {OP.name} node needs the rgbir plugin: 'rgbir plugins build' (or --plugin PATH)"
+        hint = f"; the {OP.name} node needs the rgbir plugin: 'rgbir plugins compile' (or --plugin PATH)"
     return RgbirError(f"TensorRT cannot parse {onnx_path}: " + "; ".join(problems or ["unknown parser error"]) + hint)
 
 
@@ -172,9 +172,9 @@ def _timing_cache(config, options: EngineOptions, notes: list[str]):
     if options.timing_cache is None:
         return None
     data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        notes.append(f"timing cache {options.timing_cache} was made by another TensorRT or GPU: starting a new one")
+    cache = config.create_timing_cache(data)  # None: not a timing cache of this TensorRT (its log says why)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        notes.append(f"timing cache {options.timing_cache} is not usable here (made by another TensorRT or GPU, or not a timing cache): starting a new one")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
@@ -218,7 +218,7 @@ def _build(builder, network, config, trt, console):
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None, trt=None,
                  device: DeviceInfo | None = None, console=None) -> BuildResult:
     """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT."""
-    from ..plugins import loader
+    from . import registry
     from .calibration import (CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs,
                               make_calibrator)
 
@@ -230,13 +230,13 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
                        (options.calibration_cache, "calibration cache")):
         if path is not None:
             _writable(Path(path), what)
-    trt = trt or loader.tensorrt_module()
+    trt = trt or registry.tensorrt_module()
     features = TensorRTFeatures.of(trt)
-    plugin_library = loader.load_if_present(options.plugin_library, trt, required=False) \
+    plugin_library = registry.register_if_present(options.plugin_library, trt, required=False) \
         if meta.attention_op == "function" or options.plugin_library is not None else None
     plan = plan_build(options, meta, features, plugin_library is not None)
     if device is None:
-        from ..runtime.cuda import device_info
+        from .cuda import device_info
 
         device = device_info()
     if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
@@ -258,6 +258,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
+    for name in plan.parser_flags:
+        parser.set_flag(getattr(trt.OnnxParserFlag, name))
     if not parser.parse(onnx_bytes(model, plan), str(onnx_path)):
         raise parse_errors(parser, onnx_path)
     config = configure(trt, builder, options, plan, meta, plugin_library)

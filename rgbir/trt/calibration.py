@@ -56,7 +56,8 @@ def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
 
 def calibration_batches(pairs: list[tuple[Path, Path]], meta: ModelMetadata,
                         batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Full batches of network inputs by name (float32, NCHW); a last partial batch is left out."""
+    """Full batches of network inputs by name (NCHW, in the inputs' own dtype: TensorRT reads a calibration
+    buffer as its input's type, so an fp16-I/O model gets fp16 bytes); a last partial batch is left out."""
     agc = ThermalAGC()  # 16-bit radiometric IR → 8-bit grey, as the runtime does
     names = [s.name for s in meta.inputs]
     for start in range(0, len(pairs) - batch + 1, batch):
@@ -65,7 +66,7 @@ def calibration_batches(pairs: list[tuple[Path, Path]], meta: ModelMetadata,
             rgb, ir = (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (rgb_path, ir_path))
             if rgb is None or ir is None:
                 raise RgbirError(f"cannot read calibration image {rgb_path if rgb is None else ir_path}")
-            inputs, _ = preprocess_pair(rgb, agc(ir), meta)
+            inputs, _ = preprocess_pair(rgb, agc(ir), meta, meta.input_dtype)
             for name, array in zip(names, inputs):
                 arrays[name].append(array)
         yield {n: np.concatenate(a) for n, a in arrays.items()}
@@ -90,7 +91,7 @@ class CalibrationFeeder:
             raise RgbirError(f"TensorRT asked for calibration input(s) {missing}; the model's metadata has "
                              f"{list(batch)}")
         self.fed += 1
-        return [self.upload(n, np.ascontiguousarray(batch[n], dtype=np.float32)) for n in names]
+        return [self.upload(n, np.ascontiguousarray(batch[n])) for n in names]
 
     def read_cache(self) -> bytes | None:
         try:
@@ -139,7 +140,7 @@ class DeviceUploader:
     TensorRT reads the pointer as soon as ``get_batch`` returns."""
 
     def __init__(self):
-        from ..runtime import cuda
+        from . import cuda
 
         self.cuda = cuda
         self.stream = None

@@ -67,7 +67,7 @@ class EngineOptions:
             self.batch.validate()
             if meta.batch is not None and (self.batch.min, self.batch.max) != (meta.batch, meta.batch):
                 raise RgbirError(f"the ONNX model has a fixed batch of {meta.batch}, so --batch cannot be "
-                                 f"{self.batch.min},{self.batch.opt},{self.batch.max}: export with --dynamic-batch")
+                                 f"{self.batch.min},{self.batch.opt},{self.batch.max}: export with --batch dynamic")
         if self.workspace_mib is not None and self.workspace_mib <= 0:
             raise RgbirError(f"workspace {self.workspace_mib} MiB must be positive")
         if self.dla_core is not None:

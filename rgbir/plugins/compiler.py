@@ -1,4 +1,4 @@
-"""Configure and build the plugin library with CMake: find TensorRT's headers and the CUDA toolkit, pick the
+"""Compile the plugin library with CMake: find TensorRT's headers and the CUDA toolkit, pick the
 GPU architectures, and put the library where ``rgbir.plugins.load()`` finds it."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SYSTEM_INCLUDES = ["/usr/include/aarch64-linux-gnu", "/usr/include/x86_64-linux-
 
 
 @dataclass
-class BuildOptions:
+class CompileOptions:
     tensorrt_include: str | None = None  # directory with NvInferRuntime.h
     arch: str = "native"  # "native" | "orin" | "desktop" | "75,86,…"
     output_dir: Path = field(default_factory=cache_dir)
@@ -36,7 +36,8 @@ class BuildOptions:
 
 def find_tensorrt_include(explicit: str | None = None, allow_download: bool = True) -> tuple[Path, str]:
     """(directory, where it came from): --tensorrt-include, RGBIR_TENSORRT_INCLUDE, TENSORRT_ROOT/include
-    (tarball), the system include dirs (JetPack), then kernel-lens' public headers (a CI/dev fallback)."""
+    (tarball), the system include dirs (JetPack), then kernel-lens' public headers (a CI/dev fallback: the cached
+    copy, else fetched when ``allow_download``)."""
     tried = []
     env_root = os.environ.get("TENSORRT_ROOT") or os.environ.get("TRT_ROOT")
     for where, path in (("--tensorrt-include", explicit), ("RGBIR_TENSORRT_INCLUDE",
@@ -50,19 +51,25 @@ def find_tensorrt_include(explicit: str | None = None, allow_download: bool = Tr
         tried.append(path)
         if (Path(path) / "NvInferRuntime.h").is_file():
             return Path(path), "system"
-    if allow_download:
+    include = kernel_lens_include()
+    if (include / "NvInferRuntime.h").is_file() or allow_download:
         return kernel_lens_headers(), f"kernel-lens {KERNEL_LENS} (public TensorRT 10.14 headers; CI/dev fallback)"
     raise RgbirError("TensorRT headers not found (tried " + ", ".join(tried) + "): pass --tensorrt-include DIR "
                      "or set TENSORRT_ROOT to a TensorRT tarball")
 
 
+def kernel_lens_include() -> Path:
+    """Where the cached kernel-lens headers are (or will be)."""
+    return cache_dir().parent / f"kernel-lens-{KERNEL_LENS}" / "kernel_lens" / "include" / "tensorrt"
+
+
 def kernel_lens_headers() -> Path:
     """NVIDIA's public TensorRT headers from the kernel-lens wheel, fetched once (no dependencies) into the
     cache: enough to compile the plugin library where no TensorRT is installed (CI, development)."""
-    target = cache_dir().parent / f"kernel-lens-{KERNEL_LENS}"
-    include = target / "kernel_lens" / "include" / "tensorrt"
+    include = kernel_lens_include()
     if (include / "NvInferRuntime.h").is_file():
         return include
+    target = include.parents[2]
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                                  "-d", tmp, f"kernel-lens=={KERNEL_LENS}"], capture_output=True, text=True)
@@ -106,8 +113,8 @@ def cuda_architectures(arch: str) -> str:
     return ";".join(parts)
 
 
-def build_library(options: BuildOptions, log=print) -> Path:
-    """Build and install the library; returns its path."""
+def compile_library(options: CompileOptions, log=print) -> Path:
+    """Compile and install the library; returns its path."""
     include, origin = find_tensorrt_include(options.tensorrt_include)
     nvcc = find_nvcc()
     archs = cuda_architectures(options.arch)
@@ -126,7 +133,7 @@ def build_library(options: BuildOptions, log=print) -> Path:
         result = subprocess.run(step, capture_output=True, text=True)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise RgbirError(f"plugin build failed at '{' '.join(step[:2])}':\n{tail}")
+            raise RgbirError(f"plugin compilation failed at '{' '.join(step[:2])}':\n{tail}")
     built = build_dir / LIBRARY_NAME
     target = output_dir / LIBRARY_NAME
     shutil.copy2(built, target)
