@@ -87,3 +87,13 @@ def test_missing_or_unreadable_files(tmp_path):
     junk.write_bytes(b"\x00\x01garbage")
     with pytest.raises(RgbirError, match="not a readable ONNX file"):
         check_onnx(junk)
+
+
+def test_advice_names_rgbir_flags_not_trtexec_ones(tmp_path):
+    from attention_onnx import metadata, small_onnx
+
+    path = small_onnx(tmp_path / "m.onnx", metadata(precision="fp16"))
+    messages = [f.message for f in check_onnx(path).findings]
+    assert any("rgbir build" in m and "FP16" in m for m in messages)
+    assert any("rgbir build --batch MIN,OPT,MAX" in m for m in messages)  # the dynamic batch
+    assert not any("--fp16" in m or "--strongly-typed" in m for m in messages)
