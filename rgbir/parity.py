@@ -75,6 +75,17 @@ class ParityReport:
         return self.agreement >= self.min_agreement
 
 
+def model_mismatch(reference: ModelMetadata, candidate: ModelMetadata) -> str | None:
+    """Why ``candidate`` cannot be an export of ``reference`` (class count, inputs, strides), found before any
+    comparison; None when they can be compared output for output."""
+    for what, ref, cand in (("classes", reference.nc, candidate.nc),
+                            ("inputs", [s.name for s in reference.inputs], [s.name for s in candidate.inputs]),
+                            ("strides", list(reference.strides), list(candidate.strides))):
+        if ref != cand:
+            return f"{what} {ref} vs {cand}"
+    return None
+
+
 def random_inputs(meta: ModelMetadata, count: int, seed: int = 0) -> list[tuple[str, list[np.ndarray]]]:
     """``count`` random input sets in [0, 1] shaped as the metadata says."""
     rng = np.random.default_rng(seed)

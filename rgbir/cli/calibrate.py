@@ -16,9 +16,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..preflight import readable_file, writable_file
     from ..runtime.registration import estimate, load_points
 
-    ir, rgb, ir_size, rgb_size, kind = load_points(args.points)
+    writable_file(args.output, "registration file")
+    ir, rgb, ir_size, rgb_size, kind = load_points(readable_file(args.points, "points file"))
     reg = estimate(ir, rgb, ir_size, rgb_size, args.kind or kind)
     reg.save(args.output)
     print(f"{reg.kind} from {len(ir)} point pairs: RMS reprojection error {reg.reprojection_error:.3f} px "

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import RgbirError
     from ..export import ExportOptions, export_onnx
+    from ..preflight import writable_file
 
     console = Console()
     if args.batch != "dynamic" and not args.batch.isdigit():
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         simplify=not args.no_simplify, inline_attention=args.inline_attention,
     )
     options.validate()
-    output = args.output or Path(Path(args.model).stem + ".onnx")
+    output = writable_file(args.output or Path(Path(args.model).stem + ".onnx"), "ONNX file")
     console.print(f"exporting {args.model} → {output}", soft_wrap=True)
     model = load_model(args)
     result = export_onnx(model, output, options, log=lambda line: console.print("  " + line))

@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multimodal RGB + infrared YOLO detectors from PyTorch to the edge.",
     )
     parser.add_argument("--version", action="version", version=f"rgbir {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
@@ -25,12 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(error: Exception) -> str:
+    """An error as one line: rgbir's own as written, an OSError as 'file: reason', others with newlines folded."""
+    if isinstance(error, RgbirError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return ": ".join([str(f) for f in (error.filename, error.filename2) if f is not None] + [error.strerror])
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except RgbirError as e:
-        print(f"rgbir {args.command}: error: {e}", file=sys.stderr)
+    except (RgbirError, OSError, ValueError) as e:  # OSError/ValueError: a file or value no check foresaw
+        if args.debug:
+            raise
+        print(f"rgbir {args.command}: error: {describe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rgbir {args.command}: interrupted", file=sys.stderr)

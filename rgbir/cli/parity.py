@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import RgbirError
     from ..models import is_weights_file, open_model
-    from ..parity import compare, image_inputs, random_inputs
+    from ..parity import compare, image_inputs, model_mismatch, random_inputs
+    from ..preflight import readable_file
     from ..runtime.backends import open_backend
     from ..runtime.backends.torch_backend import TorchBackend
     from .common import require_torch
@@ -53,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
     require_torch("parity")
     if not args.onnx and not args.engine:
         raise RgbirError("give an ONNX file, --engine ENGINE, or both")
+    if args.data:
+        readable_file(args.data, "dataset file")
+    paths = [p for p in (args.onnx, args.engine) if p]
     candidates = [open_backend(path, kind) for path, kind in ((args.onnx, "onnxruntime"),
                                                               (args.engine, "tensorrt")) if path]
-    for backend, path in zip(candidates, [p for p in (args.onnx, args.engine) if p]):
+    for backend, path in zip(candidates, paths):
         if backend.metadata is None:
             raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export' (engines: 'rgbir build' "
                              "writes it next to the engine)")
@@ -63,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     model = open_model(args.model, args.cfg, nc=None if is_weights_file(args.model) else meta.nc)
     inputs = random_inputs(meta, args.samples, args.seed) + image_inputs(meta, [tuple(p) for p in args.pair])
     reference = TorchBackend(model, imgsz=meta.imgsz)
+    for backend, path in zip(candidates, paths):
+        why = model_mismatch(reference.metadata, backend.metadata)
+        if why:
+            raise RgbirError(f"{args.model} and {path} are different models ({why}): compare a model with its "
+                             "own export")
     pairs = [(reference, c) for c in candidates] + ([tuple(candidates)] if len(candidates) == 2 else [])
 
     console = Console()

@@ -80,7 +80,8 @@ def config_from_args(args: argparse.Namespace):
         config.thermal = replace(config.thermal, **agc) if agc else config.thermal
     except ValueError as e:
         raise RgbirError(str(e)) from e
-    sinks = {k: v for k, v in (("json", args.json), ("video", args.video), ("mjpeg_port", args.mjpeg)) if v}
+    sinks = {k: v for k, v in (("json", args.json), ("video", args.video), ("mjpeg_port", args.mjpeg))
+             if v is not None}
     if args.show:
         sinks["show"] = True
     config.sinks = replace(config.sinks, **sinks) if sinks else config.sinks

@@ -24,8 +24,11 @@ def run(args: argparse.Namespace) -> int:
     from ..data.dataset import load_dataset
     from ..errors import RgbirError
     from ..models import is_weights_file
+    from ..preflight import readable_file, writable_file
     from ..train.trainer import TrainConfig, train
 
+    readable_file(args.data, "dataset file")
+    writable_file(args.output, "weights file")  # known before the epochs, not after them
     names = load_dataset(args.data, "val").names
     if args.nc is None and not is_weights_file(args.model):
         args.nc = len(names)  # a config: size its head for the dataset

@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..eval.validate import validate
+    from ..preflight import readable_file
     from ..runtime.backends import open_backend
 
+    readable_file(args.data, "dataset file")
     backend = open_backend(args.model, args.backend or "auto", imgsz=args.imgsz, providers=args.providers,
                            device=args.device, cuda_graph=args.cuda_graph)
     console = Console()

@@ -66,6 +66,9 @@ class LayerPlan:
     out_channels: Any  # int, or a list for multi-output layers (CFSAM)
 
 
+NOT_A_MODEL = "give weights (.pt, .pth, .safetensors), a model YAML or a shipped config name"
+
+
 def resolve_config(cfg: str | Path | dict) -> tuple[dict, str | None]:
     """Load a YAML (path, shipped config name, or dict); returns the dict and the scale named by the file name.
 
@@ -74,6 +77,8 @@ def resolve_config(cfg: str | Path | dict) -> tuple[dict, str | None]:
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg), None
     path = Path(cfg)
+    if path.is_dir():
+        raise RgbirError(f"'{cfg}' is a directory: {NOT_A_MODEL}")
     if not path.suffix:
         path = path.with_suffix(".yaml")
     scale_match = re.search(r"yolo[v]?\d+([nslmx])(?![a-z])", path.stem)
@@ -84,10 +89,14 @@ def resolve_config(cfg: str | Path | dict) -> tuple[dict, str | None]:
         candidates += [path.with_name(unified), CONFIG_DIR / unified]
     for candidate in candidates:
         if candidate.is_file():
-            with open(candidate, encoding="utf-8") as f:
-                d = yaml.safe_load(f)
+            try:
+                with open(candidate, encoding="utf-8") as f:
+                    d = yaml.safe_load(f)
+            except (UnicodeDecodeError, yaml.YAMLError):  # e.g. an image or an .onnx given as the model
+                d = None
             if not isinstance(d, dict) or "backbone" not in d or "head" not in d:
-                raise RgbirError(f"{candidate} is not a model YAML (needs 'backbone' and 'head' sections)")
+                raise RgbirError(f"{candidate} is not a model YAML (with 'backbone' and 'head' sections): "
+                                 f"{NOT_A_MODEL}")
             d.setdefault("yaml_file", path.name)
             return d, scale
     shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))

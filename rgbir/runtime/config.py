@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import RgbirError
+from ..preflight import free_port, readable_file, writable_file
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
 
@@ -28,6 +29,17 @@ class SinkConfig:
     show: bool = False  # desktop window
     mjpeg_port: int | None = None  # MJPEG preview on http://127.0.0.1:PORT/
     video_fps: float = 30.0
+
+    def validate(self) -> None:
+        """Files writable, video suffix known, port free: checked before the model loads, not mid-run."""
+        from .sinks import VIDEO_CODECS
+
+        if self.json:
+            writable_file(self.json, "JSON Lines")
+        if self.video:
+            writable_file(self.video, "video", tuple(VIDEO_CODECS))
+        if self.mjpeg_port is not None:
+            free_port(self.mjpeg_port, "MJPEG")
 
 
 @dataclass
@@ -72,6 +84,11 @@ class PipelineConfig:
             self.pairing.validate()
         except ValueError as e:
             raise RgbirError(str(e)) from e
+        if self.registration:
+            readable_file(self.registration, "registration file")
+        self.sinks.validate()
+        if self.stats_json:
+            writable_file(self.stats_json, "statistics")
 
 
 def _build(cls, data: dict, where: str):
@@ -86,11 +103,9 @@ def load_config(path: str | Path, **overrides) -> PipelineConfig:
     """A run YAML: model, streams: [{rgb, ir}], and optional pairing/thermal/sinks sections; ``overrides``
     (from flags) replace top-level settings."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError as e:
-        raise RgbirError(f"no config file {path}") from e
-    except yaml.YAMLError as e:
-        raise RgbirError(f"config file {path} is not valid YAML: {e}") from e
+        data = yaml.safe_load(readable_file(path, "config file").read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RgbirError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from e
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         data["streams"] = [_build(StreamConfig, s, f"{path}: streams") for s in data.get("streams", [])]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,8 +14,11 @@ import cv2
 import numpy as np
 
 from ..errors import RgbirError
+from ..preflight import cannot_serve, cannot_write
 from .draw import side_by_side
 from .results import PairResult
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # file suffix → OpenCV fourcc
 
 
 class Sink(ABC):
@@ -30,32 +35,59 @@ class Sink(ABC):
 
 
 class JsonlSink(Sink):
-    """One JSON object per line and pair, flushed per line so an interruption loses nothing written."""
+    """One JSON object per line and pair, flushed per line so an interruption loses nothing written. If a write
+    fails (disk full), the file keeps every whole record written before it and the run ends naming the file."""
 
     name = "json"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "wb")
+        except OSError as e:
+            raise cannot_write(self.path, e) from e
+        self.size = 0  # bytes of whole records on disk
 
     def write(self, result: PairResult, fps: float | None) -> None:
-        self.file.write(json.dumps(result.record()) + "\n")
-        self.file.flush()
+        line = (json.dumps(result.record()) + "\n").encode()
+        try:
+            self.file.write(line)
+            self.file.flush()
+        except OSError as e:
+            self._abandon()
+            raise cannot_write(self.path, e) from e
+        self.size += len(line)
+
+    def _abandon(self) -> None:
+        """After a failed write: close without raising again (the unwritten bytes cannot be flushed) and cut a
+        partly written last line, so the file stays valid JSON Lines."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if self.path.is_file():
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, self.size)
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:
+            raise cannot_write(self.path, e) from e
 
 
 class VideoSink(Sink):
-    """Annotated side-by-side video; codec from the suffix (.mp4: mp4v, .avi: MJPG)."""
+    """Annotated side-by-side video; codec from the suffix (VIDEO_CODECS). The writer opens with the first frame,
+    whose size it needs."""
 
     name = "video"
     needs_images = True
 
     def __init__(self, path: str | Path, fps: float = 30.0, height: int = 480):
         self.path, self.fps, self.height = Path(path), fps, height
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise cannot_write(self.path, e) from e
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
 
@@ -63,10 +95,10 @@ class VideoSink(Sink):
         canvas = side_by_side(result, self.height, fps)
         if self.writer is None:
             self.size = (canvas.shape[1], canvas.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
+            codec = VIDEO_CODECS.get(self.path.suffix.lower(), "mp4v")
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
             if not self.writer.isOpened():
-                raise RgbirError(f"cannot write video {self.path}: use a .mp4 or .avi file name")
+                raise RgbirError(f"cannot write video {self.path}: OpenCV could not open a {codec} writer for it")
         if (canvas.shape[1], canvas.shape[0]) != self.size:
             canvas = cv2.resize(canvas, self.size)
         self.writer.write(canvas)
@@ -143,7 +175,7 @@ class MjpegSink(Sink):
         try:
             self.server = ThreadingHTTPServer((host, port), Handler)
         except OSError as e:
-            raise RgbirError(f"cannot serve MJPEG on {host}:{port} ({e.strerror}): choose another --mjpeg port") from e
+            raise cannot_serve("MJPEG", host, port, e) from e
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="mjpeg", daemon=True)

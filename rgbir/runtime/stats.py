@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..preflight import cannot_write
 from .results import PairResult
 
 WINDOW = 4096  # percentiles over the most recent pairs: memory stays constant however long the run
@@ -78,4 +79,7 @@ class Stats:
             return dict(self.counters)
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.summary(), indent=2))
+        try:
+            Path(path).write_text(json.dumps(self.summary(), indent=2))
+        except OSError as e:  # disk full or the file gone read-only mid-run: name the file
+            raise cannot_write(path, e) from e

@@ -15,6 +15,7 @@ from .base import Backend, TensorSpec
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "backend_kind", "open_backend"]
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch")
+PLAN_MIN_BYTES = 1024  # a serialized engine holds at least its header, bindings and kernels: far more than this
 
 
 def backend_kind(model: str | Path) -> str:
@@ -23,6 +24,18 @@ def backend_kind(model: str | Path) -> str:
 
     suffix = Path(str(model)).suffix.lower()
     return "onnxruntime" if suffix == ".onnx" else "tensorrt" if suffix in ENGINE_SUFFIXES else "pytorch"
+
+
+def check_plan(engine: str | Path) -> None:
+    """Refuse a file that cannot be a TensorRT plan (text, or a few bytes) before CUDA is touched, so a wrong
+    file is not reported as a missing GPU; a missing file is left to the backend to name."""
+    engine = Path(engine)
+    if not engine.is_file():
+        return
+    with open(engine, "rb") as f:
+        head = f.read(PLAN_MIN_BYTES)
+    if len(head) < PLAN_MIN_BYTES or b"\0" not in head:  # a plan is binary: its header alone holds zero bytes
+        raise RgbirError(f"{engine} is not a TensorRT plan: rebuild it with 'rgbir build'")
 
 
 def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] | None = None,
@@ -53,6 +66,7 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
         if not (device in (None, "cuda") or index.isdigit()):
             raise RgbirError(f"TensorRT runs on a GPU: --device '{device}' is not a GPU (0, 1, cuda, cuda:1)")
         gpu = int(index) if index.isdigit() else 0
+        check_plan(model)
         return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
                                plugin_library=plugin_library, gpu_preprocess=gpu_preprocess)
     if kind == "pytorch":

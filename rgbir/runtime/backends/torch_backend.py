@@ -4,7 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import RgbirError
 from .base import Backend, TensorSpec
+
+
+def torch_device(name):
+    """``name`` ('cpu', 'cuda', 'cuda:1' or a torch.device) as a device this PyTorch can use, else one clear error
+    (a CPU-only build would otherwise fail deep inside with an AssertionError)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise RgbirError(f"--device '{name}' is not a PyTorch device (cpu, cuda, cuda:1)") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no usable CUDA GPU"
+        raise RgbirError(f"--device {name}: {why}; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RgbirError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 class TorchBackend(Backend):
@@ -17,17 +35,19 @@ class TorchBackend(Backend):
 
         self.torch = torch
         self.metadata = model_metadata(model, ExportOptions(imgsz=tuple(imgsz), batch=None))
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = torch.float16 if half else torch.float32
         if half:
             self.model.half()
 
     @classmethod
-    def from_file(cls, path: str, **kwargs) -> "TorchBackend":
+    def from_file(cls, path: str, device: str = "cpu", **kwargs) -> "TorchBackend":
+        """Load ``path`` (weights or config) onto ``device``, checked before the model is built."""
         from ...models import open_model
 
-        return cls(open_model(path), **kwargs)
+        device = torch_device(device)
+        return cls(open_model(path), device=device, **kwargs)
 
     @property
     def inputs(self) -> list[TensorSpec]:

@@ -1,0 +1,181 @@
+"""Wrong paths, ports, devices and full disks end in one line and exit code 2, before the work where they can be
+foreseen, and without losing records already written (issue 13). Every case runs ``python -m rgbir``."""
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from media import write_folders
+
+DEV_FULL = Path("/dev/full")
+needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system")
+
+
+def rgbir(*args, cwd=None, preexec_fn=None):
+    """``rgbir ARGS`` in a fresh interpreter; the result, whatever its exit code."""
+    return subprocess.run([sys.executable, "-m", "rgbir", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, preexec_fn=preexec_fn, check=False)
+
+
+def one_line_error(result, *fragments) -> str:
+    """Assert exit code 2 and a single 'rgbir CMD: error: ...' line on stderr holding ``fragments``."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and ": error: " in lines[0] and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def records(path: Path) -> list[dict]:
+    """Every line of a JSON Lines file parsed (fails on a partial or corrupt line)."""
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "the last record is cut off"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    return write_folders(tmp_path_factory.mktemp("frames"), 12)
+
+
+@pytest.fixture
+def run_args(tiny_onnx, frames):
+    rgb, ir = frames
+    return ["run", "--model", tiny_onnx, "--rgb", rgb, "--ir", ir, "--stats-interval", "0"]
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A place where no file can be created: a read-only directory, or as root (whom modes do not stop) a regular
+    file standing where the directory should be."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        locked.rmdir()
+        locked.write_text("a file, not a directory\n")
+    yield locked
+    if locked.is_dir():
+        locked.chmod(0o700)
+
+
+def test_unwritable_json_fails_before_the_run(run_args, unwritable):
+    one_line_error(rgbir(*run_args, "--json", unwritable / "out.jsonl"), "cannot write JSON Lines", "locked")
+
+
+def test_unwritable_video_is_not_blamed_on_its_suffix(run_args, unwritable):
+    line = one_line_error(rgbir(*run_args, "--video", unwritable / "out.mp4"), "cannot write video", "locked")
+    assert "use a .mp4" not in line
+
+
+def test_unknown_video_suffix_fails_before_any_record_and_keeps_the_old_file(run_args, tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"previous": "run"}\n')
+    one_line_error(rgbir(*run_args, "--json", out, "--video", tmp_path / "out.xyz"), "use a .mp4 or .avi")
+    assert out.read_text() == '{"previous": "run"}\n'
+
+
+@needs_dev_full
+def test_a_full_disk_is_named_once_and_the_run_still_closes_its_files(run_args, tmp_path):
+    stats = tmp_path / "stats.json"
+    result = rgbir(*run_args, "--json", DEV_FULL, "--stats-json", stats)
+    one_line_error(result, "cannot write /dev/full", "No space left on device")
+    assert "pairs" in json.loads(stats.read_text())  # the run's end (close files, write statistics) still ran
+
+
+@needs_dev_full
+def test_records_written_before_a_failure_stay_intact(run_args, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    one_line_error(rgbir(*run_args, "--json", out, "--stats-json", DEV_FULL), "cannot write /dev/full")
+    assert [r["index"] for r in records(out)] == list(range(12))
+
+
+def test_a_file_size_limit_mid_run_keeps_every_whole_record(run_args, tmp_path):
+    out, limit = tmp_path / "pairs.jsonl", 40_000  # a record here is ~15 kB: the third one crosses the limit
+    result = rgbir(*run_args, "--json", out,
+                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    one_line_error(result, f"cannot write {out}", "File too large")
+    written = records(out)
+    assert 1 <= len(written) < 12 and [r["index"] for r in written] == list(range(len(written)))
+
+
+@pytest.mark.parametrize("port", ["0", "99999"])
+def test_mjpeg_port_out_of_range(run_args, port):
+    one_line_error(rgbir(*run_args, "--mjpeg", port), f"port {port} is out of range")
+
+
+def test_mjpeg_port_in_use_fails_before_the_model_loads(run_args, tmp_path):
+    out = tmp_path / "out.jsonl"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line_error(rgbir(*run_args, "--json", out, "--mjpeg", port), f"127.0.0.1:{port}", "choose another port")
+    assert not out.exists()
+
+
+def test_a_directory_or_an_image_as_the_model(run_args, tmp_path):
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    for model, fragment in ((".", "is a directory"), (image, "is not a model YAML")):
+        args = run_args.copy()
+        args[args.index("--model") + 1] = model
+        one_line_error(rgbir(*args, cwd=tmp_path), fragment, "give weights")
+
+
+@pytest.mark.parametrize("content", [b"not a plan, a text file\n" * 100, b"\0\1" * 16])
+def test_a_file_that_cannot_be_a_tensorrt_plan(run_args, tmp_path, content):
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(content)
+    args = run_args.copy()
+    args[args.index("--model") + 1] = engine
+    one_line_error(rgbir(*args), "is not a TensorRT plan", "rgbir build")
+
+
+def test_cuda_device_without_cuda(frames):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    rgb, ir = frames
+    one_line_error(rgbir("run", "--model", "yolo11n-mm-mid", "--device", "cuda", "--rgb", rgb, "--ir", ir),
+                   "--device cuda", "use --device cpu")
+
+
+def test_val_data_must_be_a_file(tiny_onnx, frames):
+    one_line_error(rgbir("val", "--model", tiny_onnx, "--data", frames[0].parent), "is a directory")
+
+
+def test_export_to_an_unwritable_place_fails_before_exporting(unwritable):
+    result = rgbir("export", "yolo11n", "-o", unwritable / "m.onnx")
+    one_line_error(result, "cannot write ONNX file")
+    assert "exporting" not in result.stdout
+
+
+def test_parity_of_two_different_models(tiny_onnx, tmp_path):
+    from rgbir.models import build_model, save
+
+    other = save(build_model("yolo11n-mm-mid", nc=5), tmp_path / "other.safetensors")
+    one_line_error(rgbir("parity", other, tiny_onnx), "different models", "classes 5 vs 2")
+    one_line_error(rgbir("parity", "yolo11n", tiny_onnx), "different models", "inputs")
+
+
+@needs_dev_full
+def test_an_unforeseen_os_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    points = tmp_path / "points.yaml"
+    corners = [[0, 0], [100, 0], [100, 80], [0, 80]]
+    points.write_text(yaml.safe_dump({"ir_size": [100, 80], "rgb_size": [200, 160],
+                                      "pairs": [[c, [2 * c[0], 2 * c[1]]] for c in corners]}))
+    one_line_error(rgbir("calibrate", points, "-o", DEV_FULL), "No space left on device")
+    debug = rgbir("--debug", "calibrate", points, "-o", DEV_FULL)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "OSError" in debug.stderr
