@@ -14,6 +14,24 @@ from typing import Any
 import numpy as np
 
 METADATA_KEY = "rgbir"
+FLOAT_PRECISIONS = ("fp32", "fp16")  # what a graph's weights, activations and I/O can be
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """One error for a value outside its choices (precisions, postprocess kinds, ...), naming them all."""
+    if value not in choices:
+        from .errors import RgbirError
+
+        raise RgbirError(f"{what} '{value}' is not one of {', '.join(choices)}")
+
+
+def check_nms(conf: float, iou: float, max_det: int = 1) -> None:
+    """Thresholds NMS can use, wherever they are given (export with in-graph NMS, the runtime, val)."""
+    if not (0 <= conf < 1 and 0 < iou <= 1 and max_det >= 1):
+        from .errors import RgbirError
+
+        raise RgbirError(f"NMS needs 0 <= conf < 1, 0 < iou <= 1 and max_det >= 1 (got conf {conf}, iou {iou}, "
+                         f"max_det {max_det})")
 
 
 @dataclass
@@ -106,7 +124,3 @@ def onnx_metadata(model, path: str | Path, required: bool = True) -> ModelMetada
         raise RgbirError(f"{path} has no rgbir metadata: export it with 'rgbir export'")
     return ModelMetadata.from_json(props[METADATA_KEY])
 
-
-def read_onnx_metadata(path: str | Path) -> ModelMetadata:
-    """rgbir metadata of an ONNX file (the graph is not needed, so external data is not loaded)."""
-    return onnx_metadata(load_onnx(path, load_external_data=False), path)

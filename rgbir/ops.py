@@ -1,5 +1,6 @@
-"""Custom ONNX ops that rgbir exports, described once (torch-free): export, the ONNX function bodies, the
-static check and the TensorRT plugins all read their identity and attribute types from here."""
+"""Contracts that the exported graph and the runtimes share, described once (torch-free): the custom ONNX ops
+(export, the ONNX function bodies, the static check and the TensorRT plugins read their identity and attribute
+types from here) and the class offset of class-aware NMS (in-graph and numpy NMS must agree on it)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,5 @@ class OpContract:
 
 
 TOPK_SPARSE_ATTENTION = OpContract()
+
+MAX_WH = 7680.0  # class offset for batched, class-aware NMS: larger than any box coordinate

@@ -163,10 +163,12 @@ def test_tensorrt_backend_without_a_gpu_says_why_in_one_line(tmp_path):
     except RgbirError:
         pass
     engine = tmp_path / "m.engine"
-    engine.write_bytes(b"plan")
+    engine.write_bytes(b"ftrt" + bytes(4096))  # binary and long enough to pass for a plan: the GPU is what's missing
     with pytest.raises(RgbirError) as info:
         open_backend(engine)
-    assert "\n" not in str(info.value) and ("CUDA" in str(info.value) or "TensorRT" in str(info.value))
+    message = str(info.value)
+    assert "\n" not in message and "not a TensorRT plan" not in message
+    assert "CUDA" in message or "TensorRT" in message
 
 
 @pytest.mark.gpu
@@ -355,7 +357,7 @@ def test_build_then_open_twice_in_one_process_with_the_real_plugin_registry(fake
     from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
     from rgbir.trt import EngineOptions, build_engine
     from rgbir.trt.cuda import DeviceInfo
-    from rgbir.trt.sidecar import file_sha256
+    from rgbir.files import file_sha256
 
     onnx_path = small_onnx(tmp_path / "m.onnx", metadata(precision="fp16"))
     for _ in range(2):  # two builds, as two 'rgbir build' calls from one Python session would

@@ -9,7 +9,7 @@ import torch
 
 from rgbir.errors import RgbirError
 from rgbir.export import ExportOptions, export_onnx
-from rgbir.metadata import METADATA_KEY, read_onnx_metadata
+from rgbir.metadata import METADATA_KEY, load_onnx, onnx_metadata
 from rgbir.models import build_model, load
 from rgbir.models.builder import CONFIG_DIR
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
@@ -77,7 +77,7 @@ def test_fp32_export_matches_pytorch(msc):
 
 def test_metadata_tells_the_runtime_everything(msc):
     model, result = msc
-    meta = read_onnx_metadata(result.path)
+    meta = onnx_metadata(load_onnx(result.path), result.path)
     assert meta == result.metadata
     assert meta.names == {0: "person", 1: "car"} and meta.nc == 2 and meta.imgsz == SIZE
     assert meta.strides == [8.0, 16.0, 32.0] and meta.modality_order == ["rgb", "ir"]
@@ -171,7 +171,7 @@ def test_parity_api_reports_per_output_errors(msc):
 
 @pytest.mark.parametrize("options,message", [
     (dict(imgsz=(100, 160)), "multiples of 32"),
-    (dict(precision="int8"), "fp32 or fp16"),
+    (dict(precision="int8"), "not one of fp32, fp16"),
     (dict(postprocess="soft-nms"), "postprocess"),
     (dict(opset=13), "opset"),
     (dict(batch=0), "batch"),

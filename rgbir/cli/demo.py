@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import RgbirError
-    from ..plugins.loader import cache_dir
+    from ..files import cache_dir
     from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig
     from ..runtime.pipeline import Pipeline
     from .common import require_torch
@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synthetic import SceneConfig, write_clip
     from ..export import ExportOptions, export_onnx
     from ..models import load
-    from ..models.checkpoint import file_sha256
+    from ..files import file_sha256
 
-    cache = cache_dir().parent / "demo"
+    cache = cache_dir("demo")
     with safe_open(str(args.weights), "np") as weights:
         meta = json.loads(weights.metadata()["rgbir.meta"])
     imgsz = tuple(meta.get("demo", {}).get("imgsz", (160, 192)))

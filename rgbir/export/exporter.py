@@ -16,10 +16,10 @@ from typing import Callable
 import onnx
 import torch
 
-from .. import __version__
 from ..errors import RgbirError
-from ..metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec
+from ..metadata import FLOAT_PRECISIONS, METADATA_KEY, ModelMetadata, PostprocessSpec, check_choice, check_nms
 from ..models import Detector
+from ..models.runtime_metadata import model_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
 from . import nms, topk_function
 from .prepare import ExportWrapper, prepare
@@ -53,18 +53,16 @@ class ExportOptions:
         h, w = self.imgsz
         if h % 32 or w % 32 or h < 32 or w < 32:
             raise RgbirError(f"image size {h}x{w} must be positive multiples of 32 (the model's largest stride)")
-        if self.precision not in DTYPES or (self.io_dtype or self.precision) not in DTYPES:
-            raise RgbirError("precision and I/O dtype must be fp32 or fp16")
-        if self.postprocess not in ("none", "nms"):
-            raise RgbirError(f"postprocess must be 'none' or 'nms', got '{self.postprocess}'")
+        check_choice(self.precision, FLOAT_PRECISIONS, "precision")
+        check_choice(self.io_dtype or self.precision, FLOAT_PRECISIONS, "I/O dtype")
+        check_choice(self.postprocess, ("none", "nms"), "postprocess")
         if self.batch is not None and self.batch < 1:
             raise RgbirError("batch must be >= 1 (or dynamic)")
         if self.ir_channels not in (None, 1, 3):
             raise RgbirError("IR channels must be 1 or 3")
         if self.opset < 18:
             raise RgbirError("opset must be >= 18 (torch's ONNX exporter and our op body need it)")
-        if not (0 < self.iou_threshold <= 1 and 0 <= self.score_threshold < 1 and self.max_det >= 1):
-            raise RgbirError("NMS needs 0 < iou <= 1, 0 <= conf < 1 and max_det >= 1")
+        check_nms(self.score_threshold, self.iou_threshold, self.max_det)
 
 
 @dataclass
@@ -110,7 +108,8 @@ def export_onnx(
         stage("nms", lambda: nms.append_nms(proto, options.postprocess_spec))
     if options.simplify:
         proto = stage("simplify", lambda: _simplify(proto))
-    metadata = model_metadata(model, options, net, attention)
+    metadata = model_metadata(model, options.imgsz, options.batch, options.precision, options.io_dtype,
+                              options.postprocess_spec, attention_op(options, attention), net)
     onnx.helper.set_model_props(proto, {METADATA_KEY: metadata.to_json()})
     stage("check", lambda: _check(proto))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,40 +178,18 @@ def _typed_constants(graph: onnx.GraphProto) -> None:
         node.attribute.append(onnx.helper.make_attribute("value", tensor))
 
 
+def attention_op(options: ExportOptions, attention_nodes: int) -> str:
+    """How the sparse attention is in the graph: a local function, inlined standard ops, or not at all."""
+    if not attention_nodes:
+        return "none"
+    return "inlined" if options.inline_attention else "function"
+
+
 def _check(proto: onnx.ModelProto) -> None:
     onnx.checker.check_model(proto, full_check=True)
     import onnxruntime as ort
 
     ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def model_metadata(model: Detector, options: ExportOptions, net: Detector | None = None,
-                   attention_nodes: int = 0) -> ModelMetadata:
-    """What the runtime needs to know about ``model`` run as ``options`` say (``net``: the exported copy)."""
-    net = net or model
-    info = getattr(model, "checkpoint", None)
-    order = info.channel_order if info else {"rgb": "RGB", "ir": "RGB"}
-    inputs = [InputSpec("rgb", 3, order.get("rgb", "RGB"))]
-    if net.multimodal:
-        inputs.append(InputSpec("ir", net.ir_channels, "GRAY" if net.ir_channels == 1 else order.get("ir", "RGB")))
-    source = {"format": "config", "config": model.yaml.get("yaml_file"), "scale": model.yaml.get("scale")}
-    if info:
-        source = {"format": info.format, "file": Path(info.path).name, "sha256": info.sha256,
-                  "upstream_version": info.upstream_version}
-    return ModelMetadata(
-        rgbir_version=__version__,
-        names=dict(model.names),
-        imgsz=tuple(options.imgsz),
-        batch=options.batch,
-        inputs=inputs,
-        strides=[float(s) for s in model.stride],
-        precision=options.precision,
-        io_dtype=options.io_dtype or options.precision,
-        postprocess=options.postprocess_spec,
-        ir_folded=net.multimodal and model.ir_channels == 3 and net.ir_channels == 1,
-        attention_op=("inlined" if options.inline_attention else "function") if attention_nodes else "none",
-        source=source,
-    )
 
 
 def _signature(values) -> list[tuple[str, str, list]]:

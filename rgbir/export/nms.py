@@ -16,7 +16,7 @@ from onnxscript import FLOAT, INT32, opset18 as op, script
 from onnxscript.values import Opset
 
 from ..metadata import PostprocessSpec
-from ..runtime.postprocess import MAX_WH
+from ..ops import MAX_WH
 
 nms_opset = Opset("rgbir.nms", 1)
 NMS_OUTPUTS = ("num_dets", "boxes", "scores", "classes")

@@ -11,7 +11,6 @@ The weights are the truth: a file's class count is its Detect head's, whatever i
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import re
@@ -26,6 +25,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import RgbirError
+from ..files import file_sha256
 from .detector import Detector, Names, build_model, check_names, names_dict
 
 # Upstream class names rgbir rebuilds (module path ignored: forks move classes around).
@@ -85,14 +85,6 @@ class CheckpointInfo:
     upstream_version: str | None = None
     channel_order: dict[str, str] = field(default_factory=dict)  # per modality: "RGB" | "BGR"
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stand_in(qualified: str) -> type:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RgbirError
-from .loader import LIBRARY_NAME, cache_dir
+from ..files import cache_dir
+from .loader import LIBRARY_NAME
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
 KERNEL_LENS = "2.0.1"  # the wheel whose public TensorRT headers are the fallback
@@ -29,7 +30,7 @@ SYSTEM_INCLUDES = ["/usr/include/aarch64-linux-gnu", "/usr/include/x86_64-linux-
 class CompileOptions:
     tensorrt_include: str | None = None  # directory with NvInferRuntime.h
     arch: str = "native"  # "native" | "orin" | "desktop" | "75,86,…"
-    output_dir: Path = field(default_factory=cache_dir)
+    output_dir: Path = field(default_factory=lambda: cache_dir("plugins"))
     build_dir: Path | None = None
     jobs: int = 2
 
@@ -60,7 +61,7 @@ def find_tensorrt_include(explicit: str | None = None, allow_download: bool = Tr
 
 def kernel_lens_include() -> Path:
     """Where the cached kernel-lens headers are (or will be)."""
-    return cache_dir().parent / f"kernel-lens-{KERNEL_LENS}" / "kernel_lens" / "include" / "tensorrt"
+    return cache_dir(f"kernel-lens-{KERNEL_LENS}", "kernel_lens", "include", "tensorrt")
 
 
 def kernel_lens_headers() -> Path:

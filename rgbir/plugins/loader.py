@@ -6,13 +6,10 @@ import os
 from pathlib import Path
 
 from ..errors import RgbirError
+from ..files import cache_dir
 
 LIBRARY_NAME = "librgbir_plugins.so"
 ENV_LIBRARY = "RGBIR_PLUGIN_LIBRARY"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rgbir" / "plugins"
 
 
 def candidates() -> list[Path]:
@@ -20,7 +17,7 @@ def candidates() -> list[Path]:
     paths = []
     if os.environ.get(ENV_LIBRARY):
         paths.append(Path(os.environ[ENV_LIBRARY]))
-    paths += [cache_dir() / LIBRARY_NAME, Path(__file__).parent / "lib" / LIBRARY_NAME]
+    paths += [cache_dir("plugins") / LIBRARY_NAME, Path(__file__).parent / "lib" / LIBRARY_NAME]
     return paths
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_WH = 7680.0  # class offset for batched NMS: larger than any box coordinate
+from ..ops import MAX_WH
 
 
 @dataclass

@@ -8,16 +8,17 @@ parse → configure (precision, profile, workspace, timing cache, DLA, compatibi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .sidecar import EngineMetadata, file_sha256, sidecar_path, write_sidecar
+from .sidecar import EngineMetadata, sidecar_path, write_sidecar
 from ..errors import RgbirError
+from ..files import atomic_write, file_sha256
 from ..metadata import load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
+from ..preflight import writable_file
 from .cuda import DeviceInfo
 from .options import EngineOptions
 from .plan import BuildPlan, TensorRTFeatures, plan_build
@@ -155,18 +156,6 @@ def inspect_engine(trt, logger, plan_bytes, precision: str, host_code: bool):
     return (tensors, *layer_precisions(info, precision))
 
 
-def _writable(path: Path, what: str) -> None:
-    """Fail before a long build, not after it, when an output cannot be written."""
-    if path.is_dir():
-        raise RgbirError(f"{what} {path} is a directory: give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RgbirError(f"cannot create {path.parent} for the {what} ({e.strerror}): choose another path") from e
-    if not os.access(path.parent, os.W_OK):
-        raise RgbirError(f"cannot write the {what} into {path.parent} (no permission): choose another path")
-
-
 def _timing_cache(config, options: EngineOptions, notes: list[str]):
     """Start from the timing cache file when there is one; a cache from another TensorRT/GPU is set aside."""
     if options.timing_cache is None:
@@ -174,7 +163,8 @@ def _timing_cache(config, options: EngineOptions, notes: list[str]):
     data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
     cache = config.create_timing_cache(data)  # None: not a timing cache of this TensorRT (its log says why)
     if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        notes.append(f"timing cache {options.timing_cache} is not usable here (made by another TensorRT or GPU, or not a timing cache): starting a new one")
+        notes.append(f"timing cache {options.timing_cache} is not usable here (made by another TensorRT or GPU, or "
+                     "not a timing cache): starting a new one")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
@@ -183,14 +173,10 @@ def _timing_cache(config, options: EngineOptions, notes: list[str]):
 def _publish(engine_path: Path, serialized, meta: EngineMetadata) -> Path:
     """Engine then sidecar, each written whole and renamed into place; an old sidecar never describes a new
     engine (it is removed before the swap)."""
-    partial = engine_path.with_name(engine_path.name + ".partial")
     try:
-        partial.write_bytes(memoryview(serialized))
-        sidecar_path(engine_path).unlink(missing_ok=True)
-        os.replace(partial, engine_path)
+        atomic_write(engine_path, serialized, before_replace=lambda: sidecar_path(engine_path).unlink(missing_ok=True))
         return write_sidecar(engine_path, meta)
     except OSError as e:
-        partial.unlink(missing_ok=True)
         raise RgbirError(f"cannot write {engine_path} ({e.strerror}): free space or choose another -o") from e
 
 
@@ -229,7 +215,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     for path, what in ((engine_path, "engine"), (options.timing_cache, "timing cache"),
                        (options.calibration_cache, "calibration cache")):
         if path is not None:
-            _writable(Path(path), what)
+            writable_file(path, what)  # fail before a long build, not after it
     trt = trt or registry.tensorrt_module()
     features = TensorRTFeatures.of(trt)
     plugin_library = registry.register_if_present(options.plugin_library, trt, required=False) \
@@ -304,9 +290,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     timing = config.get_timing_cache() if cache is not None else None
     if timing is not None:
         try:
-            partial = options.timing_cache.with_name(options.timing_cache.name + ".partial")
-            partial.write_bytes(memoryview(timing.serialize()))
-            os.replace(partial, options.timing_cache)
+            atomic_write(options.timing_cache, timing.serialize())
         except OSError as e:  # the engine is built and written; only the next build's head start is lost
             notes.append(f"could not save the timing cache {options.timing_cache}: {e.strerror}")
     tensors, layers, counts, wider = inspect_engine(trt, logger, serialized, plan.engine_precision,

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import RgbirError
+from ..files import atomic_write
 from ..metadata import ModelMetadata
 from ..runtime.preprocess import preprocess_pair
 from ..runtime.thermal import ThermalAGC
@@ -103,8 +104,7 @@ class CalibrationFeeder:
     def write_cache(self, data) -> None:
         if self.cache and self.error is None:  # never keep a table from a calibration that failed midway
             try:
-                self.cache.parent.mkdir(parents=True, exist_ok=True)
-                self.cache.write_bytes(bytes(data))
+                atomic_write(self.cache, bytes(data))
             except OSError as e:
                 self.error = RgbirError(f"cannot write the calibration cache {self.cache}: {e.strerror}")
 

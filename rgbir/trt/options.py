@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import RgbirError
-from ..metadata import ModelMetadata
+from ..metadata import FLOAT_PRECISIONS, ModelMetadata, check_choice
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
+PRECISIONS = ("auto", *FLOAT_PRECISIONS, "int8")
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,7 @@ class EngineOptions:
 
     def validate(self, meta: ModelMetadata) -> None:
         """Reject options that cannot work for this model, whatever TensorRT version builds it."""
-        if self.precision not in PRECISIONS:
-            raise RgbirError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        check_choice(self.precision, PRECISIONS, "precision")
         if self.precision == "fp32" and meta.precision != "fp32":
             raise RgbirError(f"the ONNX model is {meta.precision}: an fp32 engine needs an fp32 export "
                              "('rgbir export --precision fp32')")

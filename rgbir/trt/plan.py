@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .sidecar import version_tuple
 from ..errors import RgbirError
-from ..metadata import ModelMetadata
+from ..metadata import ModelMetadata, check_choice
 from .options import PRECISIONS, EngineOptions
+from .sidecar import version_tuple
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFe
                plugin_available: bool) -> BuildPlan:
     """Decide flags and steps for this TensorRT; raises ``RgbirError`` for what this version cannot do (first, so
     that an option it cannot honour at all is named before the option's own requirements)."""
-    if options.precision not in PRECISIONS:
-        raise RgbirError(f"precision '{options.precision}' is not one of {', '.join(PRECISIONS)}")
+    check_choice(options.precision, PRECISIONS, "precision")
     if not features.builder:
         raise RgbirError(f"this TensorRT ({features.version}) is a runtime-only flavour (lean/dispatch) and cannot "
                          "build engines: install the full TensorRT (pip install 'rgbir[trt]'; on Jetson, JetPack's "

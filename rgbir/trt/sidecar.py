@@ -9,14 +9,13 @@ message instead of TensorRT's deserialisation error. Torch- and TensorRT-free.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import RgbirError
+from ..files import atomic_write
 from ..metadata import ModelMetadata
 
 SIDECAR_SUFFIX = ".json"
@@ -57,11 +56,7 @@ def sidecar_path(engine: str | Path) -> Path:
 
 def write_sidecar(engine: str | Path, meta: EngineMetadata) -> Path:
     """Written whole, then renamed into place: a reader never sees half a sidecar."""
-    path = sidecar_path(engine)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(meta.to_json() + "\n")
-    os.replace(partial, path)
-    return path
+    return atomic_write(sidecar_path(engine), meta.to_json() + "\n")
 
 
 def read_sidecar(engine: str | Path) -> EngineMetadata | None:
@@ -74,14 +69,6 @@ def read_sidecar(engine: str | Path) -> EngineMetadata | None:
     except (ValueError, KeyError, TypeError) as e:
         raise RgbirError(f"{path} is not an rgbir engine sidecar ({e}): rebuild the engine with 'rgbir build' "
                          "or delete the file") from e
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 NEXT_MAJOR = {8: 10, 10: 11}  # version-compatible plans also load in the next major release (8.6 → 10, 10 → 11)

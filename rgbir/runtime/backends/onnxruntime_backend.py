@@ -6,12 +6,12 @@ back once), instead of ``session.run``'s per-call host staging.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import RgbirError
+from ...files import cache_dir
 from ...metadata import METADATA_KEY, ModelMetadata
 from .base import Backend, TensorSpec
 
@@ -71,7 +71,7 @@ class OnnxRuntimeBackend(Backend):
     @staticmethod
     def _provider_options(provider: str) -> dict:
         if provider == "TensorrtExecutionProvider":  # keep ORT's TensorRT engines between runs
-            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rgbir" / "ort-tensorrt"
+            cache = cache_dir("ort-tensorrt")
             return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
                     "trt_timing_cache_enable": "True"}
         return {}

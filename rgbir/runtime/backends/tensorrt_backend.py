@@ -20,7 +20,8 @@ import numpy as np
 
 from ...errors import RgbirError
 from ...trt import cuda, registry
-from ...trt.sidecar import check_compatible, file_sha256, read_sidecar
+from ...files import file_sha256
+from ...trt.sidecar import check_compatible, read_sidecar
 from .base import Backend, TensorSpec
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")

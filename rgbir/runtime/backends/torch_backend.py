@@ -31,10 +31,10 @@ class TorchBackend(Backend):
     def __init__(self, model, device: str = "cpu", half: bool = False, imgsz: tuple[int, int] = (640, 640)):
         import torch
 
-        from ...export.exporter import ExportOptions, model_metadata
+        from ...models.runtime_metadata import model_metadata
 
         self.torch = torch
-        self.metadata = model_metadata(model, ExportOptions(imgsz=tuple(imgsz), batch=None))
+        self.metadata = model_metadata(model, tuple(imgsz), batch=None)
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = torch.float16 if half else torch.float32
