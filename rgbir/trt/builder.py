@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .sidecar import EngineMetadata, sidecar_path, write_sidecar
 from ..errors import RgbirError
 from ..files import atomic_write, file_sha256
 from ..metadata import load_onnx, onnx_metadata
@@ -22,6 +22,7 @@ from ..preflight import writable_file
 from .cuda import DeviceInfo
 from .options import EngineOptions
 from .plan import BuildPlan, TensorRTFeatures, plan_build
+from .sidecar import EngineMetadata, sidecar_path, write_sidecar
 
 
 @dataclass
@@ -203,10 +204,9 @@ def _build(builder, network, config, trt, console):
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None, trt=None,
                  device: DeviceInfo | None = None, console=None) -> BuildResult:
-    """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT."""
+    """Build ``engine_path`` (+ its sidecar) from ``onnx_path``; ``trt`` defaults to the installed TensorRT.
+    Steps: check the outputs, plan, parse, configure and calibrate, build, publish, summarise."""
     from . import registry
-    from .calibration import (CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs,
-                              make_calibrator)
 
     options = options or EngineOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -221,53 +221,16 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     plugin_library = registry.register_if_present(options.plugin_library, trt, required=False) \
         if meta.attention_op == "function" or options.plugin_library is not None else None
     plan = plan_build(options, meta, features, plugin_library is not None)
-    if device is None:
-        from .cuda import device_info
-
-        device = device_info()
-    if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
-        raise RgbirError(f"hardware-compatible engines need a discrete Ampere or newer GPU to build on, and this is "
-                         f"{device.name}: drop --hardware-compatible")
+    device = _build_device(options, device)
 
     start = time.perf_counter()
     notes = list(plan.notes)
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    if options.dla_core is not None and options.dla_core >= builder.num_DLA_cores:
-        # DLA depends on the release and platform: 10.x to 10.7 on Jetson Orin, none in 11.0-11.3, 11.4.1+ on AGX
-        # Orin with JetPack 7.2.2; the builder knows what this machine has
-        raise RgbirError(f"DLA core {options.dla_core} is not available here (TensorRT {features.version} sees "
-                         f"{builder.num_DLA_cores} DLA cores): drop --dla-core, or build on a Jetson Orin with a "
-                         "TensorRT that supports DLA there (JetPack 6: TensorRT 10.x)")
-    flags = 0
-    for name in plan.network_flags:
-        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    for name in plan.parser_flags:
-        parser.set_flag(getattr(trt.OnnxParserFlag, name))
-    if not parser.parse(onnx_bytes(model, plan), str(onnx_path)):
-        raise parse_errors(parser, onnx_path)
+    builder, network, _parser = parse(trt, logger, model, onnx_path, plan, options, features)  # kept alive
     config = configure(trt, builder, options, plan, meta, plugin_library)
     cache = _timing_cache(config, options, notes)
-
-    uploader = feeder = None
-    if plan.calibrate:
-        profile = options.profile_batch(meta)
-        batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
-        pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
-            if options.calibration_data else []
-        if options.calibration_data and len(pairs) < batch_size:
-            raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
-        uploader = DeviceUploader()
-        feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size,
-                                   options.calibration_cache, uploader)
-        config.int8_calibrator = make_calibrator(trt, feeder)  # TensorRT 10 only (removed in 11.0)
-    try:
+    with calibration(trt, config, options, meta, plan) as feeder:
         serialized, cancelled = _build(builder, network, config, trt, console)
-    finally:
-        if uploader is not None:
-            uploader.free()
     if cancelled:
         raise RgbirError("build cancelled (Ctrl-C): nothing was written")
     if feeder is not None and feeder.error is not None:
@@ -287,13 +250,77 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         plugin_sha256=file_sha256(plugin_library) if plugin_library else None,
         plugins_embedded=options.version_compatible and plugin_library is not None,
         onnx_sha256=file_sha256(onnx_path)))
-    timing = config.get_timing_cache() if cache is not None else None
-    if timing is not None:
-        try:
-            atomic_write(options.timing_cache, timing.serialize())
-        except OSError as e:  # the engine is built and written; only the next build's head start is lost
-            notes.append(f"could not save the timing cache {options.timing_cache}: {e.strerror}")
+    _save_timing_cache(config, cache, options, notes)
     tensors, layers, counts, wider = inspect_engine(trt, logger, serialized, plan.engine_precision,
                                                     options.version_compatible)
     return BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
                        features.version, tensors, layers, counts, wider, notes)
+
+
+def _build_device(options: EngineOptions, device: DeviceInfo | None) -> DeviceInfo:
+    """The GPU the engine is built on (and tied to), checked against what the options ask of it."""
+    if device is None:
+        from .cuda import device_info
+
+        device = device_info()
+    if options.hardware_compatible and (device.compute_capability < (8, 0) or device.integrated):
+        raise RgbirError(f"hardware-compatible engines need a discrete Ampere or newer GPU to build on, and this is "
+                         f"{device.name}: drop --hardware-compatible")
+    return device
+
+
+def parse(trt, logger, model, onnx_path: Path, plan: BuildPlan, options: EngineOptions, features):
+    """(builder, network, parser) with the ONNX parsed as the plan says; the parser owns the network's weights,
+    so it must live until the build is done."""
+    builder = trt.Builder(logger)
+    if options.dla_core is not None and options.dla_core >= builder.num_DLA_cores:
+        # DLA depends on the release and platform: 10.x to 10.7 on Jetson Orin, none in 11.0-11.3, 11.4.1+ on AGX
+        # Orin with JetPack 7.2.2; the builder knows what this machine has
+        raise RgbirError(f"DLA core {options.dla_core} is not available here (TensorRT {features.version} sees "
+                         f"{builder.num_DLA_cores} DLA cores): drop --dla-core, or build on a Jetson Orin with a "
+                         "TensorRT that supports DLA there (JetPack 6: TensorRT 10.x)")
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    for name in plan.parser_flags:
+        parser.set_flag(getattr(trt.OnnxParserFlag, name))
+    if not parser.parse(onnx_bytes(model, plan), str(onnx_path)):
+        raise parse_errors(parser, onnx_path)
+    return builder, network, parser
+
+
+@contextmanager
+def calibration(trt, config, options: EngineOptions, meta, plan: BuildPlan):
+    """The INT8 calibrator attached to ``config`` for the build (TensorRT 10 only; removed in 11.0), yielding its
+    feeder (None when the plan does not calibrate); its device buffers are freed when the build is done."""
+    if not plan.calibrate:
+        yield None
+        return
+    from .calibration import CalibrationFeeder, DeviceUploader, calibration_batches, calibration_pairs, make_calibrator
+
+    profile = options.profile_batch(meta)
+    batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
+    pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
+        if options.calibration_data else []
+    if options.calibration_data and len(pairs) < batch_size:
+        raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
+    uploader = DeviceUploader()
+    feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size, options.calibration_cache,
+                               uploader)
+    config.int8_calibrator = make_calibrator(trt, feeder)
+    try:
+        yield feeder
+    finally:
+        uploader.free()
+
+
+def _save_timing_cache(config, cache, options: EngineOptions, notes: list[str]) -> None:
+    """Keep what this build timed for the next one; a failure costs only that head start."""
+    timing = config.get_timing_cache() if cache is not None else None
+    if timing is not None:
+        try:
+            atomic_write(options.timing_cache, timing.serialize())
+        except OSError as e:  # the engine is built and written
+            notes.append(f"could not save the timing cache {options.timing_cache}: {e.strerror}")
