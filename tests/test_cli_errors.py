@@ -179,3 +179,107 @@ def test_an_unforeseen_os_error_is_one_line_and_debug_shows_the_traceback(tmp_pa
     one_line_error(rgbir("calibrate", points, "-o", DEV_FULL), "No space left on device")
     debug = rgbir("--debug", "calibrate", points, "-o", DEV_FULL)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "OSError" in debug.stderr
+
+
+# flags that would be silently ignored are refused before any output is created (issue 13, item 4) --------------
+@pytest.fixture(scope="module")
+def rgb_only_onnx(tmp_path_factory):
+    """A single-modality (RGB only) rgbir ONNX: one Reshape of the 32x32 input into 2-class predictions."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rgbir.metadata import METADATA_KEY, InputSpec, ModelMetadata
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["rgb", "shape"], ["predictions"])], "rgb_only",
+        [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, [1, 6, 512])],
+        [helper.make_tensor("shape", TensorProto.INT64, [3], [1, 6, 512])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    meta = ModelMetadata("test", {0: "a", 1: "b"}, (32, 32), 1, [InputSpec("rgb", 3, "RGB")], [8.0, 16.0, 32.0])
+    helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    path = tmp_path_factory.mktemp("rgb_only") / "rgb.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("flags,fragments", [
+    (["--stats-interval", "-1"], ["--stats-interval -1 is negative"]),
+    (["--imgsz", "320"], ["--imgsz applies to the PyTorch backend only", "rgbir export --imgsz"]),
+    (["--classes", "7"], ["--classes 7: the model has 2 classes, 0-1"]),
+    (["--ir-fourcc", "Y16 "], ["--ir-fourcc applies to camera devices", "not to the folder"]),
+    (["--fps", "10"], ["--fps is the pace of --realtime"]),
+    (["--realtime"], ["does not say its frame rate", "give --fps"]),
+    (["--max-frames", "0"], ["--max-frames 0 must be >= 1"]),
+])
+def test_run_flags_that_would_be_ignored_are_refused_before_any_output(run_args, tmp_path, flags, fragments):
+    out = tmp_path / "out.jsonl"
+    one_line_error(rgbir(*run_args, "--json", out, *flags), *fragments)
+    assert not out.exists()
+
+
+def test_ir_for_an_rgb_only_model_and_ir_fourcc_without_ir(rgb_only_onnx, frames, tmp_path):
+    rgb, ir = frames
+    out = tmp_path / "out.jsonl"
+    one_line_error(rgbir("run", "--model", rgb_only_onnx, "--rgb", rgb, "--ir", ir, "--json", out),
+                   "takes RGB only", f"leave out --ir {ir}")
+    one_line_error(rgbir("run", "--model", rgb_only_onnx, "--rgb", rgb, "--ir-fourcc", "Y16 ", "--json", out),
+                   "--ir-fourcc is the thermal camera's pixel format", "give --ir")
+    assert not out.exists()
+
+
+def test_realtime_with_cameras_only_is_refused(tiny_onnx):
+    one_line_error(rgbir("run", "--model", tiny_onnx, "--rgb", "0", "--ir", "1", "--realtime"),
+                   "--realtime paces video files and image folders")
+
+
+def test_an_empty_image_folder_leaves_no_output_file(tiny_onnx, tmp_path):
+    empty_rgb, empty_ir = tmp_path / "visible", tmp_path / "infrared"
+    empty_rgb.mkdir(), empty_ir.mkdir()
+    out, stats = tmp_path / "out" / "pairs.jsonl", tmp_path / "stats.json"
+    one_line_error(rgbir("run", "--model", tiny_onnx, "--rgb", empty_rgb, "--ir", empty_ir, "--json", out,
+                         "--stats-json", stats), f"no images in {empty_rgb}")
+    assert not out.exists() and not stats.exists()
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--max-det", "10"], "--max-det set the NMS inside the graph: add --postprocess nms"),
+    (["--conf", "0.5", "--iou", "0.5"], "--iou, --conf set the NMS inside the graph"),
+    (["--batch", "2", "--max-batch", "1"], "--max-batch bounds a dynamic batch, but --batch 2 is fixed"),
+])
+def test_export_flags_that_would_be_ignored_are_refused(tmp_path, flags, fragment):
+    out = tmp_path / "m.onnx"
+    result = rgbir("export", "yolo11n", "-o", out, *flags)
+    one_line_error(result, fragment)
+    assert not out.exists() and "exporting" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def full_checkpoints(tmp_path_factory):
+    """Two full checkpoints: the shipped demo weights (rgbir .safetensors) and an ultralytics-layout .pt."""
+    from rgbir.cli.demo import DEMO_WEIGHTS
+    from rgbir.models import build_model
+    from upstream_layout import save_upstream_checkpoint
+
+    pt = save_upstream_checkpoint(build_model("yolo11n", nc=2), tmp_path_factory.mktemp("checkpoints") / "best.pt")
+    return DEMO_WEIGHTS, pt
+
+
+@pytest.mark.parametrize("which,flags,given", [
+    (0, ["--scale", "s"], "--scale"),  # refused from the file name, before loading
+    (1, ["--ir-channels", "1", "--cfg", "yolo11n"], "--cfg, --ir-channels"),  # refused once loaded
+])
+def test_architecture_flags_with_a_full_checkpoint_are_refused(full_checkpoints, which, flags, given):
+    model = full_checkpoints[which]
+    one_line_error(rgbir("info", model, "--brief", *flags),
+                   f"{given} apply to configs and state_dict weights only: {model} is a full checkpoint")
+
+
+def test_cfg_with_a_config_is_refused():
+    one_line_error(rgbir("info", "yolo11n", "--brief", "--cfg", "yolo11s"),
+                   "--cfg names the architecture of state_dict weights", "yolo11n is a config itself")
+
+
+def test_build_to_an_unwritable_place_fails_before_building(tiny_onnx, unwritable):
+    result = rgbir("build", tiny_onnx, "-o", unwritable / "m.engine")
+    one_line_error(result, "cannot write engine file", "locked")

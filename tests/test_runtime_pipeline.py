@@ -259,24 +259,29 @@ def test_missing_ir_source_for_a_dual_model_is_a_clear_error():
 
 # shutdown and memory ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_sigint_mid_run_finishes_in_flight_pairs_and_closes_files(tmp_path, tiny_onnx):
-    rgb_dir, ir_dir = write_folders(tmp_path / "frames", 400)
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_run_finishes_in_flight_pairs_closes_files_and_exits_128_plus_it(tmp_path, tiny_onnx, signum,
+                                                                                       code):
+    rgb_dir, ir_dir = write_folders(tmp_path / "frames", 120)
     out = tmp_path / "pairs.jsonl"
     stats = tmp_path / "stats.json"
     proc = subprocess.Popen([sys.executable, "-m", "rgbir", "run", "--model", str(tiny_onnx), "--rgb", str(rgb_dir),
                              "--ir", str(ir_dir), "--json", str(out), "--stats-json", str(stats),
-                             "--stats-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--stats-interval", "0", "--realtime", "--fps", "30"],  # paced: 4 s for all 120
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 20):
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert "Traceback" not in stderr and "stopping" in stderr
-    lines = [json.loads(line) for line in out.read_text().splitlines()]  # every line is complete JSON
-    assert 20 <= len(lines) < 400
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and f"stopping ({signal.Signals(signum).name})" in stderr
+    text = out.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is complete JSON
+    assert text.endswith("\n") and 10 <= len(lines) < 120
     assert_exactly_once(lines)
     assert json.loads(stats.read_text())["pairs"] == len(lines)
+    assert f"{len(lines)} pairs" in stdout  # the final table still printed
 
 
 class _FrameList(Source):

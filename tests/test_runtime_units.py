@@ -175,11 +175,12 @@ def test_run_command_on_folders(tmp_path, tiny_onnx, capsys):
     assert main(["run", "--model", str(tiny_onnx), "--rgb", str(rgb_dir), "--ir", str(ir_dir), "--json", str(out),
                  "--stats-interval", "0", "--stats-json", str(tmp_path / "stats.json")]) == 0
     printed = capsys.readouterr().out
-    assert "end-to-end latency" in printed and "infer (ms/pair)" in printed
+    assert "end-to-end latency" in printed and "queue wait" in printed and "processing" in printed
+    assert "infer (ms/pair)" in printed
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["rgb"]["file"], r["ir"]["file"]) for r in lines] == [(f"{i:05d}.jpg",) * 2 for i in range(6)]
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["pairs"] == 6 and {"p50", "p95", "p99"} <= set(stats["latency_ms"])
+    assert stats["pairs"] == 6 and {"p50", "p95", "p99"} <= set(stats["latency_ms"]) & set(stats["processing_ms"])
     assert stats["settings"]["thermal"]["mode"] == "auto" and stats["settings"]["pairing"]["tolerance_ms"] == 40
 
 

@@ -44,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..preflight import writable_file
     from ..trt import build_engine
 
     console = Console()
-    output = args.output or Path(args.onnx).with_suffix(".engine")
+    output = writable_file(args.output or Path(args.onnx).with_suffix(".engine"), "engine file")  # before the build
     result = build_engine(args.onnx, output, options_from_args(args), console=console)
     for note in result.notes:
         console.print(f"note: {note}", soft_wrap=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import re
 import sys
 import warnings
@@ -53,6 +55,28 @@ def require_torch(feature: str):
     return torch
 
 
+TORCH_EXPORT_LOGGER = "torch.onnx._internal.exporter._registration"  # logs a line per torchvision op it skips
+
+
+@contextlib.contextmanager
+def quiet_torch_export():
+    """Around torch's ONNX export: hide what torch says to its own developers rather than to rgbir's users, the
+    'torchvision is not installed. Skipping torchvision::nms' log lines (rgbir exports no torchvision op) and the
+    FutureWarnings of deprecations inside torch. Every other warning and log line still shows."""
+    logger = logging.getLogger(TORCH_EXPORT_LOGGER)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+    logger.addFilter(keep)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that pick and tune the inference backend (each backend ignores the others' options)."""
     from ..runtime.backends import BACKENDS
@@ -80,16 +104,42 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ir-channels", type=int, choices=(1, 3), help="IR input channels for a config (default 3)")
 
 
+ARCHITECTURE_FLAGS = {"cfg": "--cfg", "scale": "--scale", "ir_channels": "--ir-channels"}
+
+
+def check_architecture_flags(args: argparse.Namespace, kind: str) -> None:
+    """Refuse architecture flags the model named is not built from (they would be silently overruled): ``kind``
+    'config' takes --scale and --ir-channels but no --cfg; 'state_dict' weights take all three; a full checkpoint
+    ('ultralytics', 'rgbir') carries its own architecture and takes none."""
+    if kind == "state_dict":
+        return
+    if kind == "config":
+        if args.cfg is not None:
+            raise RgbirError(f"--cfg names the architecture of state_dict weights: {args.model} is a config itself; "
+                             "leave out --cfg")
+        return
+    given = [flag for name, flag in ARCHITECTURE_FLAGS.items() if getattr(args, name) is not None]
+    if given:
+        raise RgbirError(f"{', '.join(given)} apply to configs and state_dict weights only: {args.model} is a full "
+                         "checkpoint that carries its own architecture; leave them out")
+
+
 def load_model(args: argparse.Namespace):
     """Build from a config or load weights, as the model arguments say; what loading mended in the file is
     printed as one 'warning:' line each, like the backends' warnings."""
     require_torch("loading a model")
-    from ..models import CheckpointWarning, open_model
+    from ..models import CheckpointWarning, is_weights_file, open_model
 
+    # known from the name: a config, or rgbir's own .safetensors (always a full checkpoint); a .pt tells once loaded
+    kind = "rgbir" if str(args.model).endswith(".safetensors") else None if is_weights_file(args.model) else "config"
+    if kind:
+        check_architecture_flags(args, kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CheckpointWarning)
         model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels,
                            names=args.names)
+    if kind is None:
+        check_architecture_flags(args, model.checkpoint.format)
     for w in caught:
         if issubclass(w.category, CheckpointWarning):
             print(f"warning: {w.message}", file=sys.stderr)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import cache_dir
     from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig
     from ..runtime.pipeline import Pipeline
-    from .common import require_torch
+    from .common import quiet_torch_export, require_torch
     from .run import print_stats
 
     if not args.weights.is_file():
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     onnx_path = cache / f"demo-{file_sha256(args.weights)[:12]}.onnx"
     if not onnx_path.is_file():
         print(f"exporting {args.weights.name} to {onnx_path}")
-        export_onnx(load(args.weights), onnx_path, ExportOptions(imgsz=imgsz), log=lambda line: print("  " + line))
+        with quiet_torch_export():
+            export_onnx(load(args.weights), onnx_path, ExportOptions(imgsz=imgsz), log=lambda line: print("  " + line))
     args.output.mkdir(parents=True, exist_ok=True)
     config = PipelineConfig(model=str(onnx_path), streams=[StreamConfig(str(clip_dir / "rgb.avi"),
                                                                         str(clip_dir / "ir.avi"))],

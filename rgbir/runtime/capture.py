@@ -1,8 +1,9 @@
 """Capture threads: read a source, stamp frames, convert thermal frames, hand them on.
 
-File sources feed a bounded queue with blocking puts (lockstep, no drops). Live sources feed a ``LatestSlot``
-that keeps only the newest frame (stale frames are dropped, not queued), and are reopened with exponential
-backoff when they fail.
+File sources feed a bounded queue with blocking puts (lockstep, no drops), as fast as they can be read or, with
+a ``period`` (--realtime), one frame per period as a camera would. Live sources feed a ``LatestSlot`` that keeps
+only the newest frame (stale frames are dropped, not queued), and are reopened with exponential backoff when they
+fail.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ class CaptureThread(threading.Thread):
 
     def __init__(self, source: Source, sink: "queue.Queue | LatestSlot", stop: threading.Event,
                  log: Callable[[str], None], convert: Callable[[np.ndarray], np.ndarray] | None = None,
-                 max_backoff: float = 8.0):
+                 max_backoff: float = 8.0, period: float | None = None):
         super().__init__(name=f"capture {source.name}", daemon=True)
         self.source, self.sink, self.stop_event, self.log = source, sink, stop, log
         self.convert = convert
+        self.period = period  # seconds between frames when paced (--realtime); None: read at full speed
+        self.started = 0.0
         self.max_backoff = max_backoff
         self.seq = 0
         self.corrupt = 0
@@ -81,7 +84,10 @@ class CaptureThread(threading.Thread):
             self._finish()
 
     def _loop(self) -> None:
+        self.started = time.monotonic()
         while not self.stop_event.is_set():
+            if self.period:
+                self._pace()
             image = self.source.read()
             if image is None:
                 if not self.source.live:
@@ -103,6 +109,10 @@ class CaptureThread(threading.Thread):
             frame = Frame(image, self.seq, now, wall, self.source.name, file)
             self.seq += 1
             self._put(frame)
+
+    def _pace(self) -> None:
+        """Wait until this frame is due (``seq`` periods after the start), or until the run stops."""
+        self.stop_event.wait(max(0.0, self.started + self.seq * self.period - time.monotonic()))
 
     def _put(self, frame: Frame) -> None:
         if isinstance(self.sink, LatestSlot):

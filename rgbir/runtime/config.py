@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import RgbirError
+from ..metadata import PostprocessSpec
 from ..preflight import free_port, readable_file, writable_file
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
@@ -20,6 +21,10 @@ class StreamConfig:
     rgb: str
     ir: str | None = None
     ir_fourcc: str | None = None  # e.g. "Y16 " for radiometric V4L2 thermal cameras (16-bit frames)
+
+    def validate(self) -> None:
+        if self.ir_fourcc and not self.ir:
+            raise RgbirError("--ir-fourcc is the thermal camera's pixel format: give --ir too, or leave it out")
 
 
 @dataclass
@@ -52,10 +57,11 @@ class PipelineConfig:
     cuda_graph: bool = False  # TensorRT: replay copy-in/execute/copy-out as one CUDA graph
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
     gpu_preprocess: bool = False  # TensorRT: letterbox 8-bit frames on the GPU instead of the CPU
-    imgsz: tuple[int, int] = (640, 640)  # network input for the PyTorch backend (an ONNX file says its own)
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
+    imgsz: tuple[int, int] | None = None  # PyTorch backend's network input (default 640); exports have their own
+    # detection thresholds; None: the graph's own when it was exported with NMS, else 0.25, 0.7 and 300
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
     classes: list[int] | None = None
     mode: str = "auto"  # "auto" | "files" | "live": files pair in lockstep without drops
     pairing: PairingConfig = field(default_factory=PairingConfig)
@@ -66,11 +72,19 @@ class PipelineConfig:
     sinks: SinkConfig = field(default_factory=SinkConfig)
     stats_interval: float = 5.0  # seconds between status lines; 0 = none
     stats_json: str | None = None
+    realtime: bool = False  # pace video files and image folders at their frame rate (a video's own, or fps)
+    fps: float | None = None  # the frame rate --realtime paces at (image folders need it; overrides a video's)
+    max_frames: int | None = None  # stop after this many pairs from each camera pair
+    duration: float | None = None  # stop after this many seconds
 
     def validate(self) -> None:
+        """Everything checkable before the model loads; a wrong value is one RgbirError naming the flag."""
         if not self.streams:
             raise RgbirError("no camera pair configured: give --rgb (and --ir)")
+        for stream in self.streams:
+            stream.validate()
         from .backends import BACKENDS
+        from .inference import DetectSettings
 
         if self.backend not in BACKENDS:
             raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
@@ -78,8 +92,9 @@ class PipelineConfig:
             raise RgbirError(f"mode must be auto, files or live, got '{self.mode}'")
         if self.batch < 1 or self.queue_size < 1:
             raise RgbirError("batch and queue size must be >= 1")
-        if not (0 <= self.conf < 1 and 0 < self.iou <= 1):
-            raise RgbirError("need 0 <= conf < 1 and 0 < iou <= 1")
+        DetectSettings(self.conf, self.iou, self.max_det).resolve(PostprocessSpec())  # thresholds in range
+        self._check_imgsz()
+        self._check_timing()
         try:
             self.pairing.validate()
         except ValueError as e:
@@ -89,6 +104,29 @@ class PipelineConfig:
         self.sinks.validate()
         if self.stats_json:
             writable_file(self.stats_json, "statistics")
+
+    def _check_imgsz(self) -> None:
+        """--imgsz sizes a PyTorch model's input; an exported model has its own, which a flag cannot change."""
+        from .backends import backend_kind
+
+        kind = backend_kind(self.model) if self.backend == "auto" else self.backend
+        if self.imgsz is not None and kind != "pytorch":
+            raise RgbirError(f"--imgsz applies to the PyTorch backend only: {self.model} has the input size it was "
+                             "exported with (export it again with 'rgbir export --imgsz' to change it)")
+
+    def _check_timing(self) -> None:
+        """Status-line interval, --realtime pace and the --max-frames / --duration limits."""
+        if self.stats_interval < 0:
+            raise RgbirError(f"--stats-interval {self.stats_interval:g} is negative: give seconds between status "
+                             "lines, or 0 for none")
+        if self.fps is not None and self.fps <= 0:
+            raise RgbirError(f"--fps {self.fps:g} must be > 0")
+        if self.fps is not None and not self.realtime:
+            raise RgbirError("--fps is the pace of --realtime: add --realtime, or leave out --fps")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise RgbirError(f"--max-frames {self.max_frames} must be >= 1")
+        if self.duration is not None and self.duration <= 0:
+            raise RgbirError(f"--duration {self.duration:g} must be > 0 seconds")
 
 
 def _build(cls, data: dict, where: str):
@@ -112,10 +150,10 @@ def load_config(path: str | Path, **overrides) -> PipelineConfig:
         for key, cls in (("pairing", PairingConfig), ("thermal", ThermalAGC), ("sinks", SinkConfig)):
             if isinstance(data.get(key), dict):
                 data[key] = _build(cls, data[key], f"{path}: {key}")
-        if "imgsz" in data and not isinstance(data["imgsz"], (list, tuple)):
-            data["imgsz"] = (int(data["imgsz"]),) * 2
+        if data.get("imgsz") is not None:
+            size = data["imgsz"]
+            data["imgsz"] = tuple(size) if isinstance(size, (list, tuple)) else (int(size),) * 2
         config = _build(PipelineConfig, data, str(path))
     except (TypeError, ValueError) as e:
         raise RgbirError(f"{path}: {e}") from e
-    config.imgsz = tuple(config.imgsz)
     return config

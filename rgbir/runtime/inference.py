@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import RgbirError
+from ..metadata import PostprocessSpec, check_nms
 from .backends import Backend
 from .frames import FramePair
 from .postprocess import Detections, from_nms_outputs, postprocess
@@ -28,10 +30,44 @@ class Batch:
 
 @dataclass
 class DetectSettings:
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
+    """Detection thresholds and class filter. None: the model graph's own setting when it was exported with NMS,
+    else PostprocessSpec's default (conf 0.25, iou 0.7, max_det 300)."""
+
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
     classes: list[int] | None = None
+
+    def resolve(self, graph: PostprocessSpec) -> "DetectSettings":
+        """The thresholds in effect for a model whose graph postprocesses as ``graph`` says, checked: the given ones
+        over the defaults; after a graph's own NMS, only what is stricter than it."""
+        base = graph if graph.kind == "nms" else PostprocessSpec()
+        resolved = DetectSettings(base.score_threshold if self.conf is None else self.conf,
+                                  base.iou_threshold if self.iou is None else self.iou,
+                                  base.max_det if self.max_det is None else self.max_det, self.classes)
+        check_nms(resolved.conf, resolved.iou, resolved.max_det)
+        if graph.kind == "nms":
+            resolved.conf = max(resolved.conf, graph.score_threshold)
+            resolved.iou, resolved.max_det = graph.iou_threshold, min(resolved.max_det, graph.max_det)
+        return resolved
+
+    def unheeded(self, graph: PostprocessSpec) -> list[str]:
+        """One line for each given threshold a graph with NMS cannot honour: its NMS ran first, with the settings
+        it was exported with (a higher --conf and a lower --max-det are applied after it; the rest cannot be)."""
+        if graph.kind != "nms":
+            return []
+        again = "export it again with 'rgbir export --postprocess nms"
+        notes = []
+        if self.conf is not None and self.conf < graph.score_threshold:
+            notes.append(f"--conf {self.conf:g} is below the model's in-graph NMS threshold {graph.score_threshold:g}: "
+                         f"lower scores are already gone ({again} --conf {self.conf:g}')")
+        if self.iou is not None and self.iou != graph.iou_threshold:
+            notes.append(f"--iou {self.iou:g} has no effect: the model's in-graph NMS uses IoU "
+                         f"{graph.iou_threshold:g} ({again} --iou {self.iou:g}')")
+        if self.max_det is not None and self.max_det > graph.max_det:
+            notes.append(f"--max-det {self.max_det} has no effect beyond {graph.max_det}: the model's in-graph NMS "
+                         f"keeps at most {graph.max_det} detections per image ({again} --max-det {self.max_det}')")
+        return notes
 
 
 class PairDetector:
@@ -39,14 +75,24 @@ class PairDetector:
 
     def __init__(self, backend: Backend, settings: DetectSettings, registration: Registration | None = None):
         if backend.metadata is None:
-            from ..errors import RgbirError
-
             raise RgbirError("the model has no rgbir metadata: export it with 'rgbir export'")
-        self.backend, self.settings, self.registration = backend, settings, registration
+        self.backend, self.registration = backend, registration
         self.meta = backend.metadata
+        self.settings = settings.resolve(self.meta.postprocess)
+        self.warnings = settings.unheeded(self.meta.postprocess)  # what the caller should tell the user, once
         self.names = self.meta.names
+        self._check_classes(settings.classes)
         self.dtype = self.meta.input_dtype
         self.fixed_batch = self.meta.batch  # None: any batch size
+
+    def _check_classes(self, classes: list[int] | None) -> None:
+        """Class ids the model does not have would silently filter every detection away: refused."""
+        unknown = [c for c in classes or [] if c not in self.names]
+        if unknown:
+            known = ", ".join(f"{i} {name}" for i, name in list(self.names.items())[:6])
+            more = ", …" if len(self.names) > 6 else ""
+            raise RgbirError(f"--classes {' '.join(map(str, unknown))}: the model has {len(self.names)} classes, "
+                             f"0-{len(self.names) - 1} ({known}{more})")
 
     @property
     def max_batch(self) -> int:
@@ -128,9 +174,7 @@ class PairDetector:
         s = self.settings
         if "num_dets" in outputs:
             dets = from_nms_outputs(outputs["num_dets"], outputs["boxes"], outputs["scores"], outputs["classes"])
-            if s.classes is not None or s.conf > self.meta.postprocess.score_threshold:
-                dets = [_filter(d, s.conf, s.classes) for d in dets]
-            return dets
+            return [_filter(d, s.conf, s.classes, s.max_det) for d in dets]
         return postprocess(outputs["predictions"], s.conf, s.iou, s.max_det, s.classes)
 
     def _to_frames(self, det: Detections, rgb_info, ir_info) -> list[Detection]:
@@ -146,8 +190,10 @@ class PairDetector:
                 for i, (c, s) in enumerate(zip(det.classes, det.scores))]
 
 
-def _filter(det: Detections, conf: float, classes: list[int] | None) -> Detections:
+def _filter(det: Detections, conf: float, classes: list[int] | None, max_det: int) -> Detections:
+    """A graph's NMS output (best first) cut to the run's stricter settings: score, classes, count."""
     keep = det.scores >= conf
     if classes is not None:
         keep &= np.isin(det.classes, classes)
-    return Detections(det.boxes[keep], det.scores[keep], det.classes[keep])
+    index = np.flatnonzero(keep)[:max_det]
+    return Detections(det.boxes[index], det.scores[index], det.classes[index])

@@ -1,8 +1,9 @@
 """The real-time pipeline: capture threads → pairing → preprocess/infer/postprocess → sinks.
 
 Every hand-over is a bounded queue, so a slow stage never grows memory: file sources block (lockstep, no
-drops); live cameras keep only their newest frame and the pair queue drops its oldest pair. Ctrl-C / SIGTERM
-stop capturing, let every pair already in flight finish, write it exactly once, and close the files.
+drops); live cameras keep only their newest frame and the pair queue drops its oldest pair. Ctrl-C / SIGTERM,
+``max_frames`` and ``duration`` stop capturing, let every pair already in flight finish, write it exactly once,
+and close the files (``interrupted`` then names the signal, for the exit code).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from .stats import Stats
 DONE = object()  # end marker between the stages
 
 
-def _settings(config: PipelineConfig) -> dict:
-    """The run's settings as recorded with its statistics (AGC, pairing, thresholds, …)."""
+def _settings(config: PipelineConfig, detect: DetectSettings) -> dict:
+    """The run's settings as recorded with its statistics (AGC, pairing, the thresholds in effect, …)."""
     from dataclasses import asdict
 
-    return asdict(config)
+    return {**asdict(config), **asdict(detect)}
 
 
 def stderr_log(message: str) -> None:
@@ -61,22 +62,24 @@ class Pipeline:
         config.validate()
         self.config, self.log = config, log
         self.stop_event = threading.Event()
+        self.interrupted: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run, if one did
+        self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True, fourcc=s.ir_fourcc)
+                                    if s.ir else None) for s in config.streams]  # specs checked before the model
+        if config.realtime and all(s.live for pair in self.sources for s in pair if s is not None):
+            raise RgbirError("--realtime paces video files and image folders; cameras and streams already run at "
+                             "their own rate: leave it out")
         self.owns_backend = backend is None  # opened here, so closed here (device memory, streams)
         self.backend = backend or self._open_backend()
-        for warning in self.backend.warnings:
-            log(f"warning: {warning}")
-        registration = Registration.load(config.registration) if config.registration else None
-        self.detector = PairDetector(self.backend, DetectSettings(config.conf, config.iou, config.max_det,
-                                                                  config.classes), registration)
-        self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True, fourcc=s.ir_fourcc)
-                                    if s.ir else None) for s in config.streams]
-        needs_ir = "ir" in self.backend.input_names
-        for rgb, ir in self.sources:
-            if needs_ir and ir is None:
-                raise RgbirError("this model needs an IR camera too: give --ir")
+        try:
+            self.detector = self._detector()
+        except BaseException:
+            self._release_backend()
+            raise
         self.live = self._is_live()
-        self.sinks = sinks if sinks is not None else self._open_sinks()
-        self.stats = Stats(settings=_settings(config))
+        self.owns_sinks = sinks is None  # opened by run() once the sources are open
+        self.sinks: list[Sink] = sinks if sinks is not None else []
+        self.periods: list[tuple[float | None, float | None]] = []  # per camera pair: --realtime frame periods
+        self.stats = Stats(settings=_settings(config, self.detector.settings))
         self.pairs: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.streams: list[_Stream] = []
@@ -85,8 +88,39 @@ class Pipeline:
     # construction -----------------------------------------------------------------------------------------
     def _open_backend(self) -> Backend:
         c = self.config
-        return open_backend(c.model, c.backend, providers=c.providers, imgsz=c.imgsz, device=c.device,
-                            cuda_graph=c.cuda_graph, contexts=c.contexts, gpu_preprocess=c.gpu_preprocess)
+        size = {"imgsz": c.imgsz} if c.imgsz else {}  # else the backend's default
+        return open_backend(c.model, c.backend, providers=c.providers, device=c.device, cuda_graph=c.cuda_graph,
+                            contexts=c.contexts, gpu_preprocess=c.gpu_preprocess, **size)
+
+    def _release_backend(self) -> None:
+        if self.owns_backend:
+            self.backend.close()
+
+    def _detector(self) -> PairDetector:
+        """The detector with the run's settings, after checking the sources fit the model; what the model cannot
+        honour of those settings is logged as one warning line each."""
+        c = self.config
+        self._check_modalities()
+        registration = Registration.load(c.registration) if c.registration else None
+        detector = PairDetector(self.backend, DetectSettings(c.conf, c.iou, c.max_det, c.classes), registration)
+        notes = [*self.backend.warnings, *detector.warnings]
+        if c.batch > detector.max_batch:
+            notes.append(f"--batch {c.batch}: this model takes at most {detector.max_batch} pair(s) per call, so "
+                         f"pairs go {detector.max_batch} at a time (export with --batch dynamic, or build the "
+                         "engine with a larger --batch, to batch more)")
+        for note in notes:
+            self._warn(note)
+        return detector
+
+    def _check_modalities(self) -> None:
+        """An IR camera for every pair if the model takes IR, and none if it takes RGB only (it would be ignored)."""
+        needs_ir = "ir" in self.backend.input_names
+        for rgb, ir in self.sources:
+            if needs_ir and ir is None:
+                raise RgbirError("this model needs an IR camera too: give --ir")
+            if not needs_ir and ir is not None:
+                raise RgbirError(f"this model takes RGB only (it has no 'ir' input): leave out --ir {ir.name}, or "
+                                 "use an RGB+IR model")
 
     def _is_live(self) -> bool:
         if self.config.mode != "auto":
@@ -118,8 +152,15 @@ class Pipeline:
         self.stop_event.set()
 
     def run(self) -> Stats:
+        """Process until the sources end, ``max_frames`` or ``duration`` is reached, ``stop()`` or SIGINT/SIGTERM;
+        returns the statistics. Nothing is written before every source is open."""
+        try:
+            self._open()
+        except BaseException:
+            self._release_backend()
+            raise
         restore = self._install_signals()
-        last_line = time.monotonic()
+        started = last_line = time.monotonic()
         finished = False
         try:
             self._start()
@@ -133,6 +174,8 @@ class Pipeline:
                     break
                 if item is not None:
                     self._write(item)
+                if self.config.duration and time.monotonic() - started >= self.config.duration:
+                    self.stop()
                 interval = self.config.stats_interval
                 if interval and time.monotonic() - last_line >= interval:
                     self._collect_counters()
@@ -145,8 +188,8 @@ class Pipeline:
                 finished = self._drain()
             for sink in self.sinks:
                 sink.close()
-            if self.owns_backend and finished:  # never free buffers a still-running worker may use
-                self.backend.close()
+            if finished:  # never free buffers a still-running worker may use
+                self._release_backend()
             self._collect_counters()
             if self.config.stats_json:
                 self.stats.write_json(self.config.stats_json)
@@ -167,10 +210,11 @@ class Pipeline:
                 item = None
         return item is DONE or not self.streams
 
-    def _interrupted(self, signum=None, frame=None) -> None:
+    def _interrupted(self, signum: int, frame=None) -> None:
         """SIGINT/SIGTERM: a flag, not an exception, so no record is ever half-written."""
-        if not self.stop_event.is_set():
-            self.log("stopping: finishing the pairs in flight")
+        if self.interrupted is None:
+            self.interrupted = signum
+            self.log(f"stopping ({signal.Signals(signum).name}): finishing the pairs in flight")
         self.stop_event.set()
 
     def _install_signals(self):
@@ -187,9 +231,10 @@ class Pipeline:
         result.timings_ms["sink"] = (time.perf_counter() - start) * 1e3
         self.stats.add(result)
 
-    # threads --------------------------------------------------------------------------------------------------
-    def _start(self) -> None:
-        thermal = self.config.thermal
+    # opening ------------------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        """Open the sources (a pair of folders matched by file name first), then the sinks: a source that cannot
+        open (an empty folder, a missing camera) leaves no output file behind."""
         for rgb, ir in self.sources:  # before opening: a pair of folders then reads same-named images only
             self._warn(match_by_stem(rgb, ir))
         opened = []
@@ -197,20 +242,39 @@ class Pipeline:
             for source in (s for pair in self.sources for s in pair if s is not None):
                 source.open()
                 opened.append(source)
+            self.periods = [(self._period(rgb), self._period(ir)) for rgb, ir in self.sources]
+            if self.owns_sinks:
+                self.sinks = self._open_sinks()
         except BaseException:
             for source in opened:
                 source.close()
             raise
-        for i, (rgb, ir) in enumerate(self.sources):
+
+    def _period(self, source: Source | None) -> float | None:
+        """--realtime: seconds between a file source's frames (--fps, else the video's own rate); None for cameras
+        and streams (already real time) and without --realtime."""
+        c = self.config
+        if not c.realtime or source is None or source.live:
+            return None
+        fps = c.fps or source.reported_fps
+        if fps <= 0:
+            raise RgbirError(f"{source.name} does not say its frame rate: give --fps with --realtime")
+        return 1.0 / fps
+
+    # threads --------------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        thermal = self.config.thermal
+        for i, ((rgb, ir), (rgb_period, ir_period)) in enumerate(zip(self.sources, self.periods)):
             self._warn(rate_mismatch(rgb, ir))
             changed = threading.Condition()
             if self.live:
                 sinks = (LatestSlot(changed), LatestSlot(changed) if ir else None)
             else:
                 sinks = (queue.Queue(self.config.queue_size), queue.Queue(self.config.queue_size) if ir else None)
-            captures = [CaptureThread(rgb, sinks[0], self.stop_event, self.log)]
+            captures = [CaptureThread(rgb, sinks[0], self.stop_event, self.log, period=rgb_period)]
             if ir is not None:
-                captures.append(CaptureThread(ir, sinks[1], self.stop_event, self.log, convert=thermal))
+                captures.append(CaptureThread(ir, sinks[1], self.stop_event, self.log, convert=thermal,
+                                              period=ir_period))
             stream = _Stream(i, rgb, ir, captures)
             if self.live and ir is not None:
                 stream.live_pairer = LivePairer(i, sinks[0], sinks[1], changed, self.config.pairing, self.log)
@@ -265,7 +329,7 @@ class Pipeline:
 
     def _batch_loop(self, out: queue.Queue) -> None:
         """Collect up to ``batch`` pairs (several streams share a call), number them, preprocess."""
-        finished, next_index = 0, [0] * len(self.streams)
+        finished, taken = 0, [0] * len(self.streams)
         while finished < len(self.streams):
             batch = []
             item = self.pairs.get()
@@ -280,15 +344,28 @@ class Pipeline:
                     item = self.pairs.get(timeout=0.002)
                 except queue.Empty:
                     break
-            if batch and not self.error:
-                for pair in batch:  # records are numbered per stream as they are processed
-                    pair.index, next_index[pair.stream] = next_index[pair.stream], next_index[pair.stream] + 1
+            batch = self._take(batch, taken) if batch and not self.error else []
+            if batch:
                 try:
                     for prepared in self.detector.prepare(batch):
                         out.put(prepared)
                 except Exception as e:  # keep consuming until every pairer is done, so none blocks
                     self.error = f"preprocess failed: {type(e).__name__}: {e}"
                     self.stop_event.set()
+
+    def _take(self, batch: list[FramePair], taken: list[int]) -> list[FramePair]:
+        """Number the pairs per stream as processing takes them. With ``max_frames``, a stream's later pairs are
+        left out, and capture stops once every stream has its count."""
+        limit, kept = self.config.max_frames, []
+        for pair in batch:
+            if limit and taken[pair.stream] >= limit:
+                continue
+            pair.index = taken[pair.stream]
+            taken[pair.stream] += 1
+            kept.append(pair)
+        if limit and min(taken) >= limit:
+            self.stop()
+        return kept
 
     def _stage(self, name: str, work: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
         """Run ``work`` on each item until DONE; a failure stops the run with its message and still

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from .frames import FramePair
 
+PROCESSING = ("preprocess", "infer", "postprocess")  # the stages whose times make up a pair's processing time
+
 
 @dataclass
 class Detection:
@@ -21,8 +23,18 @@ class PairResult:
     pair: FramePair
     detections: list[Detection] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # capture → result: queue wait + processing
     error: str | None = None
+
+    @property
+    def processing_ms(self) -> float:
+        """Preprocess + inference + postprocess time of this pair (its share of a batched call)."""
+        return sum(self.timings_ms.get(stage, 0.0) for stage in PROCESSING)
+
+    @property
+    def wait_ms(self) -> float:
+        """The rest of the latency: pairing and the queues between the stages (in files mode mostly read-ahead)."""
+        return max(self.latency_ms - self.processing_ms, 0.0)
 
     def record(self) -> dict:
         """The JSON Lines record: which frames (``file``: the image's name from a folder, null otherwise; a video
@@ -36,6 +48,7 @@ class PairResult:
         return {
             "stream": p.stream, "index": p.index, "rgb": frame(p.rgb), "ir": frame(p.ir),
             "skew_ms": round(p.skew_ms, 3), "reused": p.reused, "latency_ms": round(self.latency_ms, 3),
+            "wait_ms": round(self.wait_ms, 3), "processing_ms": round(self.processing_ms, 3),
             "detections": [{"class": d.cls, "name": d.name, "score": round(d.score, 5),
                             "box_rgb": [round(v, 2) for v in d.box_rgb],
                             "box_ir": None if d.box_ir is None else [round(v, 2) for v in d.box_ir]}

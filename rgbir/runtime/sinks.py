@@ -75,9 +75,15 @@ class JsonlSink(Sink):
             raise cannot_write(self.path, e) from e
 
 
+def stream_path(path: Path, stream: int) -> Path:
+    """The video file of camera pair ``stream``: ``path`` itself for the first pair, ``STEM-N.SUFFIX`` for pair N
+    (out.mp4, out-1.mp4, out-2.mp4, …)."""
+    return path if stream == 0 else path.with_name(f"{path.stem}-{stream}{path.suffix}")
+
+
 class VideoSink(Sink):
-    """Annotated side-by-side video; codec from the suffix (VIDEO_CODECS). The writer opens with the first frame,
-    whose size it needs."""
+    """Annotated side-by-side video, one file per camera pair (``stream_path``); codec from the suffix
+    (VIDEO_CODECS). A pair's writer opens with its first frame, whose size it needs."""
 
     name = "video"
     needs_images = True
@@ -88,24 +94,28 @@ class VideoSink(Sink):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise cannot_write(self.path, e) from e
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
+        self.writers: dict[int, tuple[cv2.VideoWriter, tuple[int, int]]] = {}  # stream → (writer, frame size)
 
     def write(self, result: PairResult, fps: float | None) -> None:
         canvas = side_by_side(result, self.height, fps)
-        if self.writer is None:
-            self.size = (canvas.shape[1], canvas.shape[0])
-            codec = VIDEO_CODECS.get(self.path.suffix.lower(), "mp4v")
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise RgbirError(f"cannot write video {self.path}: OpenCV could not open a {codec} writer for it")
-        if (canvas.shape[1], canvas.shape[0]) != self.size:
-            canvas = cv2.resize(canvas, self.size)
-        self.writer.write(canvas)
+        stream = result.pair.stream
+        writer, size = self.writers.get(stream) or self._open(stream, (canvas.shape[1], canvas.shape[0]))
+        if (canvas.shape[1], canvas.shape[0]) != size:
+            canvas = cv2.resize(canvas, size)
+        writer.write(canvas)
+
+    def _open(self, stream: int, size: tuple[int, int]) -> tuple[cv2.VideoWriter, tuple[int, int]]:
+        path = stream_path(self.path, stream)
+        codec = VIDEO_CODECS.get(path.suffix.lower(), "mp4v")
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), self.fps, size)
+        if not writer.isOpened():
+            raise RgbirError(f"cannot write video {path}: OpenCV could not open a {codec} writer for it")
+        self.writers[stream] = writer, size
+        return writer, size
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        for writer, _ in self.writers.values():
+            writer.release()
 
 
 def gui_available() -> bool:

@@ -1,4 +1,8 @@
-"""Live statistics: FPS, end-to-end latency percentiles, per-stage times, drops, skew."""
+"""Live statistics: FPS, latency percentiles split into queue wait and processing, per-stage times, drops, skew.
+
+latency = capture → result = queue wait + processing; processing = a pair's preprocess + inference + postprocess
+time (what one pair costs); queue wait = the rest: pairing and the queues between the stages, in files mode mostly
+read-ahead (files are read faster than they are processed, so each pair waits behind the ones read before it)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class Stats:
     failed: int = 0
     detections: int = 0
     latency: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    wait: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    processing: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     skew: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     stages: dict[str, deque] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # completion times for the live FPS
@@ -36,6 +42,8 @@ class Stats:
         self.failed += result.error is not None
         self.detections += len(result.detections)
         self.latency.append(result.latency_ms)
+        self.wait.append(result.wait_ms)
+        self.processing.append(result.processing_ms)
         self.skew.append(abs(result.pair.skew_ms))
         for stage, ms in result.timings_ms.items():
             self.stages.setdefault(stage, deque(maxlen=WINDOW)).append(ms)
@@ -61,7 +69,8 @@ class Stats:
         return {
             "pairs": self.pairs, "failed": self.failed, "detections": self.detections,
             "seconds": round(elapsed, 3), "fps": round(self.pairs / elapsed, 3) if elapsed > 0 else 0.0,
-            "latency_ms": pct(self.latency), "skew_ms": pct(self.skew),
+            "latency_ms": pct(self.latency), "wait_ms": pct(self.wait), "processing_ms": pct(self.processing),
+            "skew_ms": pct(self.skew),
             "stages_ms": {k: pct(v) for k, v in self.stages.items()}, "counters": self._counters(),
             "settings": self.settings,
         }
@@ -69,10 +78,11 @@ class Stats:
     def line(self) -> str:
         """One periodic status line."""
         s = self.summary()
-        lat = s["latency_ms"]
+        lat, work = s["latency_ms"], s["processing_ms"]
         drops = sum(v for k, v in self._counters().items() if "drop" in k)
         return (f"{self.pairs} pairs, {self.fps:.1f} FPS, latency p50 {lat.get('p50', 0):.1f} ms "
-                f"p95 {lat.get('p95', 0):.1f} ms, dropped {drops}, failed {self.failed}")
+                f"p95 {lat.get('p95', 0):.1f} ms (processing p50 {work.get('p50', 0):.1f} ms), dropped {drops}, "
+                f"failed {self.failed}")
 
     def _counters(self) -> dict[str, int]:
         with self.lock:

@@ -20,6 +20,7 @@ class Source(ABC):
     name: str = "source"
     live: bool = False
     file: str | None = None  # the file name of the frame read last (image folders); None for videos and cameras
+    reported_fps: float = 0.0  # the frame rate the file or camera reports once open (0: it does not say)
 
     @abstractmethod
     def open(self) -> None:

@@ -23,7 +23,6 @@ class VideoSource(Source):
         self.live = kind != "file"
         self.raw = raw  # keep the camera's native format (e.g. 16-bit Y16 thermal) instead of converting to BGR
         self.fourcc, self.size, self.fps = fourcc, size, fps
-        self.reported_fps = 0.0  # the rate the file or camera reports once open (0: it does not say)
         self.capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
