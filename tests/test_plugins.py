@@ -42,7 +42,8 @@ def test_library_links_no_tensorrt_and_exports_only_its_entry_points(plugin_libr
     exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin_library)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "setLoggerFinder", "rgbirTopKSparseAttentionLaunch",
-                     "rgbirTopKSparseAttentionWorkspaceSize", "rgbirLetterboxLaunch"}
+                     "rgbirTopKSparseAttentionWorkspaceSize", "rgbirTopKSparseAttentionTiledLaunch",
+                     "rgbirLetterboxLaunch"}
 
 
 def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(plugin_library):
@@ -72,14 +73,23 @@ def test_workspace_is_needed_only_for_long_rows(plugin_library):
     assert lib.rgbirTopKSparseAttentionWorkspaceSize(16384) == 1024 * 16384 * 4
 
 
-def test_invalid_launch_arguments_are_rejected_before_touching_the_gpu(plugin_library):
-    lib = ctypes.CDLL(str(plugin_library))
+LAUNCHERS = ["rgbirTopKSparseAttentionLaunch", "rgbirTopKSparseAttentionTiledLaunch"]  # current, tiled
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_invalid_launch_arguments_are_rejected_before_touching_the_gpu(plugin_library, launcher):
+    """Both launchers share one argument check (topkLaunchArgs.h): same codes, nothing reaches the GPU."""
+    call = getattr(ctypes.CDLL(str(plugin_library)), launcher)
     divisors, weights = (ctypes.c_int32 * 2)(2, 3), (ctypes.c_float * 2)(0.5, 0.5)
     args = [None, None, None, None, 1, 8, 16, 16, 16, 16, ctypes.c_float(0.25), divisors, weights]
-    assert lib.rgbirTopKSparseAttentionLaunch(*args[:4], 1, 8, 16, 16, 300, 16, *args[10:], 2, 0, None, 0, None) == -1
-    assert lib.rgbirTopKSparseAttentionLaunch(*args, 0, 0, None, 0, None) == -2
-    assert lib.rgbirTopKSparseAttentionLaunch(*args, 2, 7, None, 0, None) == -3
-    assert lib.rgbirTopKSparseAttentionLaunch(*args[:7], 16384, *args[8:], 2, 0, None, 0, None) == -4
+    assert call(*args[:4], 1, 8, 16, 16, 300, 16, *args[10:], 2, 0, None, 0, None) == -1
+    assert call(*args[:4], 0, 8, 16, 16, 16, 16, *args[10:], 2, 0, None, 0, None) == -1
+    assert call(*args, 0, 0, None, 0, None) == -2
+    assert call(*args, 9, 0, None, 0, None) == -2
+    assert call(*args, 2, 7, None, 0, None) == -3
+    assert call(*args[:11], (ctypes.c_int32 * 2)(2, 0), weights, 2, 0, None, 0, None) == -2
+    if launcher == "rgbirTopKSparseAttentionLaunch":  # the tiled kernel needs no workspace
+        assert call(*args[:7], 16384, *args[8:], 2, 0, None, 0, None) == -4
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@
  */
 #include "topkSparseAttentionKernel.h"
 
+#include "topkLaunchArgs.h"
+
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -14,20 +16,27 @@ namespace
 {
 constexpr int kThreads = 256;
 constexpr int kBins = 256;
-constexpr int kScratchBlocks = 1024;          // persistent blocks when rows do not fit in shared memory
-constexpr size_t kSharedBudget = 48 * 1024;   // no opt-in needed on any architecture
+constexpr int kScratchBlocks = 1024;        // persistent blocks when rows do not fit in shared memory
+constexpr size_t kSharedBudget = 48 * 1024; // no opt-in needed on any architecture
 
-struct Branches
+using rgbir::topk::Branches;
+
+__device__ __forceinline__ float toFloat(float x)
 {
-    int count;
-    int k[RGBIR_TOPK_MAX_BRANCHES];
-    float weight[RGBIR_TOPK_MAX_BRANCHES];
-};
-
-__device__ __forceinline__ float toFloat(float x) { return x; }
-__device__ __forceinline__ float toFloat(__half x) { return __half2float(x); }
-__device__ __forceinline__ void store(float* p, float x) { *p = x; }
-__device__ __forceinline__ void store(__half* p, float x) { *p = __float2half(x); }
+    return x;
+}
+__device__ __forceinline__ float toFloat(__half x)
+{
+    return __half2float(x);
+}
+__device__ __forceinline__ void store(float* p, float x)
+{
+    *p = x;
+}
+__device__ __forceinline__ void store(__half* p, float x)
+{
+    *p = __float2half(x);
+}
 
 // Monotone map float -> uint32: a > b  <=>  key(a) > key(b).
 __device__ __forceinline__ unsigned orderKey(float f)
@@ -91,17 +100,17 @@ __device__ unsigned selectKth(float const* scores, int n1, int k, unsigned* hist
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) topkSparseAttentionKernel(T const* __restrict__ q,
-    T const* __restrict__ k, T const* __restrict__ v, T* __restrict__ out, int rows, int n, int n1, int d, int dv,
-    float scale, Branches branches, float* __restrict__ scratch)
+__global__ void __launch_bounds__(kThreads) topkSparseAttentionKernel(T const* __restrict__ q, T const* __restrict__ k,
+    T const* __restrict__ v, T* __restrict__ out, int rows, int n, int n1, int d, int dv, float scale,
+    Branches branches, float* __restrict__ scratch)
 {
     extern __shared__ float shared[];
-    float* qRow = shared;                                              // d
-    float* reduce = qRow + RGBIR_TOPK_MAX_HEAD_DIM;                    // kThreads (partials, warp results)
-    unsigned* hist = reinterpret_cast<unsigned*>(reduce + kThreads);   // kBins
-    unsigned* state = hist + kBins;                                    // 2
-    float* scores = scratch ? scratch + static_cast<size_t>(blockIdx.x) * n1
-                            : reinterpret_cast<float*>(state + 2);     // n1
+    float* qRow = shared;                                            // d
+    float* reduce = qRow + RGBIR_TOPK_MAX_HEAD_DIM;                  // kThreads (partials, warp results)
+    unsigned* hist = reinterpret_cast<unsigned*>(reduce + kThreads); // kBins
+    unsigned* state = hist + kBins;                                  // 2
+    float* scores
+        = scratch ? scratch + static_cast<size_t>(blockIdx.x) * n1 : reinterpret_cast<float*>(state + 2); // n1
 
     for (int row = blockIdx.x; row < rows; row += gridDim.x)
     {
@@ -198,8 +207,8 @@ int32_t launch(void const* q, void const* k, void const* v, void* out, int rows,
     int const grid = inShared ? rows : (rows < kScratchBlocks ? rows : kScratchBlocks);
     size_t const sharedBytes = fixedSharedBytes() + (inShared ? static_cast<size_t>(n1) * sizeof(float) : 0);
     topkSparseAttentionKernel<T><<<grid, kThreads, sharedBytes, stream>>>(static_cast<T const*>(q),
-        static_cast<T const*>(k), static_cast<T const*>(v), static_cast<T*>(out), rows, n, n1, d, dv, scale,
-        branches, scratch);
+        static_cast<T const*>(k), static_cast<T const*>(v), static_cast<T*>(out), rows, n, n1, d, dv, scale, branches,
+        scratch);
     return static_cast<int32_t>(cudaGetLastError());
 }
 } // namespace
@@ -209,34 +218,19 @@ extern "C" size_t rgbirTopKSparseAttentionWorkspaceSize(int32_t n1)
     return n1 <= 0 || rowsInShared(n1) ? 0 : static_cast<size_t>(kScratchBlocks) * n1 * sizeof(float);
 }
 
-extern "C" int32_t rgbirTopKSparseAttentionLaunch(void const* q, void const* k, void const* v, void* out,
-    int32_t batch, int32_t heads, int32_t n, int32_t n1, int32_t d, int32_t dv, float scale,
-    int32_t const* k_divisors, float const* weights, int32_t branches, int32_t dtype, void* workspace,
-    size_t workspace_bytes, void* stream)
+extern "C" int32_t rgbirTopKSparseAttentionLaunch(void const* q, void const* k, void const* v, void* out, int32_t batch,
+    int32_t heads, int32_t n, int32_t n1, int32_t d, int32_t dv, float scale, int32_t const* k_divisors,
+    float const* weights, int32_t branches, int32_t dtype, void* workspace, size_t workspace_bytes, void* stream)
 {
-    if (batch < 1 || heads < 1 || n < 1 || n1 < 1 || d < 1 || dv < 1 || d > RGBIR_TOPK_MAX_HEAD_DIM
-        || dv > RGBIR_TOPK_MAX_HEAD_DIM)
-        return RGBIR_TOPK_BAD_SHAPE;
-    if (branches < 1 || branches > RGBIR_TOPK_MAX_BRANCHES || !k_divisors || !weights)
-        return RGBIR_TOPK_BAD_BRANCHES;
-    if (workspace_bytes < rgbirTopKSparseAttentionWorkspaceSize(n1) || (!rowsInShared(n1) && !workspace))
-        return RGBIR_TOPK_SMALL_WORKSPACE;
+    bool const workspaceOk
+        = workspace_bytes >= rgbirTopKSparseAttentionWorkspaceSize(n1) && (rowsInShared(n1) || workspace);
     Branches b{};
-    b.count = branches;
-    for (int i = 0; i < branches; ++i)
-    {
-        if (k_divisors[i] < 1)
-            return RGBIR_TOPK_BAD_BRANCHES;
-        int const kept = n1 / k_divisors[i];
-        b.k[i] = kept > 1 ? kept : 1;
-        b.weight[i] = weights[i];
-    }
+    int32_t const status
+        = rgbir::topk::checkLaunch(batch, heads, n, n1, d, dv, k_divisors, weights, branches, dtype, workspaceOk, b);
+    if (status != RGBIR_TOPK_OK)
+        return status;
     int const rows = batch * heads * n;
     auto s = static_cast<cudaStream_t>(stream);
-    switch (dtype)
-    {
-    case 0: return launch<float>(q, k, v, out, rows, n, n1, d, dv, scale, b, workspace, s);
-    case 1: return launch<__half>(q, k, v, out, rows, n, n1, d, dv, scale, b, workspace, s);
-    default: return RGBIR_TOPK_BAD_DTYPE;
-    }
+    return dtype == 0 ? launch<float>(q, k, v, out, rows, n, n1, d, dv, scale, b, workspace, s)
+                      : launch<__half>(q, k, v, out, rows, n, n1, d, dv, scale, b, workspace, s);
 }
