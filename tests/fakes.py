@@ -60,23 +60,18 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def __init__(self, imgsz=(64, 80), nc=2, batch=None, delay=0.0):
-        self.metadata = ModelMetadata("test", {i: f"c{i}" for i in range(nc)}, imgsz, batch,
-                                      [InputSpec("rgb", 3, "BGR"), InputSpec("ir", 3, "BGR")], [8.0, 16.0, 32.0])
+        h, w = imgsz
+        super().__init__(ModelMetadata("test", {i: f"c{i}" for i in range(nc)}, imgsz, batch,
+                                       [InputSpec("rgb", 3, "BGR"), InputSpec("ir", 3, "BGR")], [8.0, 16.0, 32.0]),
+                         [TensorSpec(n, (None, 3, h, w), np.dtype(np.float32)) for n in ("rgb", "ir")],
+                         [TensorSpec("predictions", (None, 4 + nc, 8), np.dtype(np.float32))])
         self.delay = delay
         self.calls = 0
 
-    @property
-    def inputs(self):
-        h, w = self.metadata.imgsz
-        return [TensorSpec(n, (None, 3, h, w), np.dtype(np.float32)) for n in ("rgb", "ir")]
-
-    @property
-    def outputs(self):
-        return [TensorSpec("predictions", (None, 4 + self.metadata.nc, 8), np.dtype(np.float32))]
-
-    def infer(self, rgb, ir=None):
+    def _infer(self, feeds):
         self.calls += 1
         time.sleep(self.delay)
+        rgb = feeds["rgb"]
         b = rgb.shape[0]
         pred = np.zeros((b, 4 + self.metadata.nc, 8), np.float32)
         pred[:, :4] = np.array([20, 20, 10, 10], np.float32)[None, :, None] + np.arange(8)[None, None, :] * 6

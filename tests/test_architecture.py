@@ -39,3 +39,35 @@ def test_the_import_scanner_sees_relative_and_lazy_imports():
     names = imported_modules(source)
     assert "rgbir.models.runtime_metadata.model_metadata" in names  # a lazy 'from ...models.x import y'
     assert "rgbir.runtime.backends.base" in names  # 'from .base import ...'
+
+
+def test_backends_keep_no_mutable_state_on_the_class():
+    """Shared class-level lists/dicts leak between instances (two pipelines, two engines): state is per instance."""
+    from rgbir.runtime.backends.base import Backend
+    from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
+    from rgbir.runtime.backends.torch_backend import TorchBackend
+
+    for cls in (Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend):
+        mutable = [k for k, v in vars(cls).items() if isinstance(v, (list, dict, set))]
+        assert not mutable, f"{cls.__name__} keeps {mutable} on the class"
+
+
+def test_a_backend_is_a_runner_and_a_context_manager():
+    import numpy as np
+
+    from fakes import NumpyBackend
+
+    closed = []
+
+    class Closing(NumpyBackend):
+        def close(self):
+            closed.append(True)
+
+    with Closing() as backend:
+        out = backend.infer(np.zeros((2, 3, 64, 80), np.float64), np.zeros((2, 3, 64, 80)))  # converted to float32
+        assert out["predictions"].shape == (2, 6, 8) and backend.inference_ms >= 0 and backend.calls == 1
+        with pytest.raises(Exception, match="needs an IR input"):
+            backend.infer(np.zeros((1, 3, 64, 80)))  # checked before _infer runs
+        assert backend.calls == 1
+    assert closed == [True]

@@ -251,11 +251,13 @@ def test_doctor_reports_the_headers_the_plugin_compiler_will_use(tmp_path, monke
 
 
 class FramesOnCpu(OnnxRuntimeBackend):
-    """A backend that takes frames (``device_preprocess``) like the TensorRT backend with --gpu-preprocess, doing
-    the letterbox on the CPU: checks what the pipeline hands over, not the kernel (tests/test_plugins.py)."""
+    """A backend that takes frames (a ``FramePreprocessor``) like the TensorRT backend with --gpu-preprocess,
+    doing the letterbox on the CPU: checks what the pipeline hands over, not the kernel (tests/test_plugins.py)."""
 
-    device_preprocess = True
-    handed: list = []
+    def preprocessor(self):
+        from rgbir.runtime.preprocess import FramePreprocessor
+
+        return FramePreprocessor(self.metadata)
 
     def infer_frames(self, rgb, ir=None):
         from rgbir.runtime.preprocess import preprocess_pair

@@ -110,13 +110,10 @@ class NmsBackend(NumpyBackend):
     def __init__(self):
         super().__init__()
         self.metadata.postprocess = PostprocessSpec("nms", max_det=5, iou_threshold=0.7, score_threshold=0.25)
+        self._outputs = []
 
-    @property
-    def outputs(self):
-        return []
-
-    def infer(self, rgb, ir=None):
-        b = len(rgb)
+    def _infer(self, feeds):
+        b = len(feeds["rgb"])
         boxes = np.tile(np.array([[4, 4, 20, 20]], np.float32) + np.arange(5)[:, None] * 4, (b, 1, 1))
         scores = np.tile(np.array([0.9, 0.8, 0.6, 0.5, 0.3], np.float32), (b, 1))
         classes = np.tile(np.array([0, 1, 0, 1, 0], np.int32), (b, 1))

@@ -328,7 +328,7 @@ def test_soak_2000_pairs_without_memory_growth():
 
 def test_a_failing_backend_ends_the_run_with_its_message(tmp_path):
     class Broken(NumpyBackend):
-        def infer(self, rgb, ir=None):
+        def _infer(self, feeds):
             raise RuntimeError("device lost")
 
     rgb_dir, ir_dir = write_folders(tmp_path, 10)

@@ -12,7 +12,6 @@ from ..metadata import PostprocessSpec, check_nms
 from .backends import Backend
 from .frames import FramePair
 from .postprocess import Detections, from_nms_outputs, postprocess
-from .preprocess import letterbox_geometry, preprocess_pair
 from .registration import Registration
 from .results import Detection, PairResult
 
@@ -82,8 +81,7 @@ class PairDetector:
         self.warnings = settings.unheeded(self.meta.postprocess)  # what the caller should tell the user, once
         self.names = self.meta.names
         self._check_classes(settings.classes)
-        self.dtype = self.meta.input_dtype
-        self.fixed_batch = self.meta.batch  # None: any batch size
+        self.preprocessor = backend.preprocessor()  # chosen once: CPU letterbox, or the backend's own
 
     def _check_classes(self, classes: list[int] | None) -> None:
         """Class ids the model does not have would silently filter every detection away: refused."""
@@ -96,7 +94,7 @@ class PairDetector:
 
     @property
     def max_batch(self) -> int:
-        return self.fixed_batch or self.backend.max_batch or 64
+        return self.meta.batch or self.backend.max_batch or 64
 
     def __call__(self, pairs: list[FramePair]) -> list[PairResult]:
         """All three steps for a list of pairs (the pipeline runs them on separate threads)."""
@@ -118,11 +116,7 @@ class PairDetector:
             ir = pair.ir.image if pair.ir is not None else None
             if ir is not None and self.registration is not None:
                 ir = self.registration.warp_ir(ir)
-            if self.backend.device_preprocess:  # the backend letterboxes on the GPU: hand over the frames
-                inputs = [pair.rgb.image] + ([ir] if ir is not None else [])
-                info = [letterbox_geometry(f.shape[:2], self.meta.imgsz)[1] for f in inputs]
-            else:
-                inputs, info = preprocess_pair(pair.rgb.image, ir, self.meta, self.dtype)
+            inputs, info = self.preprocessor.pair(pair.rgb.image, ir)
             ready.append(result)
             arrays.append(inputs)
             infos.append(info)
@@ -139,24 +133,11 @@ class PairDetector:
         if not n:
             return None
         columns = [[a[i] for a in batch.arrays] for i in range(len(batch.arrays[0]))]  # per input, per pair
-        if not self.backend.device_preprocess:
-            columns = [self._stack(c) for c in columns]
         start = time.perf_counter()
-        rgb, ir = columns[0], columns[1] if len(columns) > 1 else None
-        if self.backend.device_preprocess:  # frames: the backend letterboxes (and pads a fixed batch) itself
-            outputs, _ = self.backend.infer_frames(rgb, ir)
-        else:
-            outputs = self.backend.infer(rgb, ir)
+        outputs = self.preprocessor.run(self.backend, columns)
         for result in batch.ready:
             result.timings_ms["infer"] = (time.perf_counter() - start) * 1e3 / n
         return outputs
-
-    def _stack(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """One input's arrays as a batch; a fixed-batch engine gets blank inputs for the missing pairs."""
-        out = np.concatenate(arrays)
-        if self.fixed_batch and len(out) < self.fixed_batch:
-            out = np.concatenate([out, np.zeros((self.fixed_batch - len(out), *out.shape[1:]), out.dtype)])
-        return out
 
     def finish(self, batch: "Batch", outputs: dict[str, np.ndarray] | None) -> list[PairResult]:
         """Decode/NMS and map boxes into each camera's pixels; returns the batch's results in pair order."""

@@ -85,3 +85,43 @@ def preprocess_pair(rgb: np.ndarray, ir: np.ndarray | None, meta: ModelMetadata,
         out.append(to_input(ir_boxed, specs["ir"], dtype, scale))
         infos.append(ir_info)
     return out, infos
+
+
+class HostPreprocessor:
+    """Frames → float inputs on the CPU (``preprocess_pair``), stacked into one batch per input for
+    ``backend.infer``; a fixed-batch model gets blank inputs for the pairs a batch lacks."""
+
+    def __init__(self, meta: ModelMetadata):
+        self.meta = meta
+
+    def pair(self, rgb: np.ndarray, ir: np.ndarray | None) -> tuple[list[np.ndarray], list[LetterboxInfo]]:
+        return preprocess_pair(rgb, ir, self.meta, self.meta.input_dtype)
+
+    def run(self, backend, columns: list[list[np.ndarray]]) -> dict[str, np.ndarray]:
+        """``columns``: per input, the prepared arrays of each pair."""
+        rgb, *ir = [self._stack(column) for column in columns]
+        return backend.infer(rgb, ir[0] if ir else None)
+
+    def _stack(self, arrays: list[np.ndarray]) -> np.ndarray:
+        out = np.concatenate(arrays)
+        fixed = self.meta.batch
+        if fixed and len(out) < fixed:
+            out = np.concatenate([out, np.zeros((fixed - len(out), *out.shape[1:]), out.dtype)])
+        return out
+
+
+class FramePreprocessor:
+    """For backends that letterbox 8-bit frames on their device (TensorRT with GPU preprocessing): the frames
+    are handed over as they are, with the geometry the CPU path would use (boxes map back identically)."""
+
+    def __init__(self, meta: ModelMetadata):
+        self.meta = meta
+
+    def pair(self, rgb: np.ndarray, ir: np.ndarray | None) -> tuple[list[np.ndarray], list[LetterboxInfo]]:
+        frames = [rgb] + ([ir] if ir is not None else [])
+        return frames, [letterbox_geometry(f.shape[:2], self.meta.imgsz)[1] for f in frames]
+
+    def run(self, backend, columns: list[list[np.ndarray]]) -> dict[str, np.ndarray]:
+        rgb, *ir = columns
+        outputs, _ = backend.infer_frames(rgb, ir[0] if ir else None)
+        return outputs

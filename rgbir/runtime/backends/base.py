@@ -1,7 +1,10 @@
-"""The backend interface: declared input/output tensors and ``infer(rgb, ir) -> {output name: array}``."""
+"""The backend interface, as Polygraphy's runners: ``infer(rgb, ir)`` checks and converts the feeds against the
+declared input tensors, times the call and hands the feeds to the subclass's ``_infer``; backends are context
+managers that release their device memory on exit; each says how its inputs are prepared (``preprocessor``)."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -21,14 +24,15 @@ class TensorSpec:
 class Backend(ABC):
     """Runs a detector on preprocessed inputs. ``metadata`` describes inputs/outputs when the model has it."""
 
-    name: str = "backend"
-    metadata: ModelMetadata | None = None
-    device_preprocess: bool = False  # True: takes 8-bit frames through infer_frames and letterboxes them itself
-    max_batch: int | None = None  # the largest batch one call takes (an engine's profile); None: no limit
-    warnings: tuple[str, ...] | list[str] = ()  # what the user should know (e.g. an engine built on another GPU)
+    name = "backend"
 
-    _inputs: list[TensorSpec] = []  # set by the constructor, or ``inputs``/``outputs`` overridden
-    _outputs: list[TensorSpec] = []
+    def __init__(self, metadata: ModelMetadata | None = None, inputs: list[TensorSpec] | None = None,
+                 outputs: list[TensorSpec] | None = None, max_batch: int | None = None):
+        self.metadata = metadata
+        self._inputs, self._outputs = list(inputs or []), list(outputs or [])
+        self.max_batch = max_batch  # the largest batch one call takes (an engine's profile); None: no limit
+        self.warnings: list[str] = []  # what the user should know (e.g. an engine built on another GPU)
+        self.inference_ms = 0.0  # the last call's ``_infer`` time
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -38,10 +42,6 @@ class Backend(ABC):
     def outputs(self) -> list[TensorSpec]:
         return self._outputs
 
-    @abstractmethod
-    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """One forward pass on float arrays normalised as the metadata says; returns outputs by name."""
-
     @property
     def input_names(self) -> list[str]:
         return [s.name for s in self.inputs]
@@ -49,6 +49,18 @@ class Backend(ABC):
     @property
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
+
+    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One forward pass on float arrays normalised as the metadata says; returns outputs by name."""
+        feeds = self.feeds(rgb, ir)
+        start = time.perf_counter()
+        outputs = self._infer(feeds)
+        self.inference_ms = (time.perf_counter() - start) * 1e3
+        return outputs
+
+    @abstractmethod
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The forward pass on checked feeds (by input name, contiguous, in each input's dtype)."""
 
     def feeds(self, rgb: np.ndarray, ir: np.ndarray | None) -> dict[str, np.ndarray]:
         """(rgb, ir) as the model's named inputs, contiguous and in each input's dtype; checks IR is given."""
@@ -65,9 +77,17 @@ class Backend(ABC):
             raise RgbirError(f"{self.name}: {len(rgb)} RGB inputs but {len(ir)} IR inputs in one batch")
         return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
 
-    def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
-        """Frames in, (outputs, LetterboxInfo per input per frame) out: backends with ``device_preprocess``."""
-        raise RgbirError(f"the {self.name} backend does not preprocess frames itself")
+    def preprocessor(self):
+        """How frames become this backend's inputs: letterboxed on the CPU unless the backend does it itself."""
+        from ..preprocess import HostPreprocessor
+
+        return HostPreprocessor(self.metadata)
 
     def close(self) -> None:
         """Release device memory and handles (backends holding none need not override)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -61,12 +61,11 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
             raise RgbirError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = ModelMetadata.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None
+        super().__init__(ModelMetadata.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None,
+                         [_spec(i) for i in self.session.get_inputs()], [_spec(o) for o in self.session.get_outputs()])
         self.providers = self.session.get_providers()
         self.device = DEVICE.get(self.providers[0], "cpu")
         self.io_binding = self.device != "cpu" if io_binding is None else io_binding
-        self._inputs = [_spec(i) for i in self.session.get_inputs()]
-        self._outputs = [_spec(o) for o in self.session.get_outputs()]
 
     @staticmethod
     def _provider_options(provider: str) -> dict:
@@ -76,8 +75,7 @@ class OnnxRuntimeBackend(Backend):
                     "trt_timing_cache_enable": "True"}
         return {}
 
-    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        feeds = self.feeds(rgb, ir)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.io_binding:
             return dict(zip(self.output_names, self.session.run(None, feeds)))
         binding = self.session.io_binding()

@@ -150,13 +150,12 @@ class TensorRTBackend(Backend):
                              "with 'rgbir build')")
         trt = registry.tensorrt_module()
         info = cuda.device_info(device)
+        super().__init__(sidecar.model if sidecar is not None else None)
         self.device_index = device
-        self.warnings: list[str] = []
         cuda.call(cuda.runtime_api().cudaSetDevice, device)
         if sidecar is not None:
             self.warnings += check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine,
                                              info.integrated)
-            self.metadata = sidecar.model
         if not hasattr(trt, "Builder") and not (sidecar and sidecar.version_compatible):
             raise RgbirError(f"only TensorRT's lean runtime is installed, and it runs version-compatible engines "
                              f"only: rebuild {engine} with 'rgbir build --version-compatible' or install tensorrt")
@@ -181,7 +180,6 @@ class TensorRTBackend(Backend):
                 from ..gpu_preprocess import DeviceLetterbox
 
                 self.letterboxes = {id(slot): DeviceLetterbox(self.metadata, library) for slot in self.slots}
-                self.device_preprocess = True
         except BaseException:
             self._release()
             raise
@@ -238,10 +236,9 @@ class TensorRTBackend(Backend):
         del probe
         return inputs, outputs, max_shapes, min_batch
 
-    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Thread-safe: each call takes a free execution slot (context + stream), so callers run concurrently. A
         batch below the engine's smallest is padded with zeros (and the padding's outputs dropped)."""
-        feeds = self.feeds(rgb, ir)
         count = len(feeds[self._inputs[0].name])
         if count < self.min_batch:
             feeds = {n: np.concatenate([a, np.zeros((self.min_batch - count, *a.shape[1:]), a.dtype)])
@@ -261,6 +258,14 @@ class TensorRTBackend(Backend):
             yield slot
         finally:
             self.free.put(slot)
+
+    def preprocessor(self):
+        """With GPU preprocessing the frames come as they are (``infer_frames``), else the CPU letterbox."""
+        if self.letterboxes is None:
+            return super().preprocessor()
+        from ..preprocess import FramePreprocessor
+
+        return FramePreprocessor(self.metadata)
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
         """8-bit frames in (BGR/grey, any size), letterboxed on the GPU; returns (outputs, LetterboxInfo per input

@@ -34,12 +34,16 @@ class TorchBackend(Backend):
         from ...models.runtime_metadata import model_metadata
 
         self.torch = torch
-        self.metadata = model_metadata(model, tuple(imgsz), batch=None)
+        metadata = model_metadata(model, tuple(imgsz), batch=None)
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = torch.float16 if half else torch.float32
         if half:
             self.model.half()
+        dtype = np.dtype(np.float16 if half else np.float32)
+        super().__init__(metadata, [TensorSpec(s.name, (None, s.channels, None, None), dtype)  # any size
+                                    for s in metadata.inputs],
+                         [TensorSpec("predictions", (None, 4 + metadata.nc, None), np.dtype(np.float32))])
 
     @classmethod
     def from_file(cls, path: str, device: str = "cpu", **kwargs) -> "TorchBackend":
@@ -49,17 +53,7 @@ class TorchBackend(Backend):
         device = torch_device(device)
         return cls(open_model(path), device=device, **kwargs)
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        dtype = np.dtype(np.float16 if self.dtype == self.torch.float16 else np.float32)
-        return [TensorSpec(s.name, (None, s.channels, None, None), dtype) for s in self.metadata.inputs]  # any size
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec("predictions", (None, 4 + self.metadata.nc, None), np.dtype(np.float32))]
-
-    def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        feeds = self.feeds(rgb, ir)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = [self.torch.from_numpy(feeds[n]).to(self.device) for n in self.input_names]
         with self.torch.inference_mode():
             out = self.model(*tensors)
