@@ -1,9 +1,9 @@
-"""Capture threads: read a source, stamp frames, convert thermal frames, hand them on.
+"""Capture threads: read a source, stamp frames, convert thermal frames, hand them to an outbox.
 
-File sources feed a bounded queue with blocking puts (lockstep, no drops), as fast as they can be read or, with
-a ``period`` (--realtime), one frame per period as a camera would. Live sources feed a ``LatestSlot`` that keeps
-only the newest frame (stale frames are dropped, not queued), and are reopened with exponential backoff when they
-fail.
+Both outboxes take ``put(frame)`` and ``close()``. File sources feed a ``FrameQueue`` (bounded, blocking puts:
+lockstep, no drops), as fast as they can be read or, with a ``period`` (--realtime), one frame per period as a
+camera would. Live sources feed a ``LatestSlot`` that keeps only the newest frame (stale frames are dropped, not
+queued), and are reopened with exponential backoff when they fail.
 """
 
 from __future__ import annotations
@@ -19,6 +19,47 @@ from .frames import Frame
 from .sources import Source, SourceError
 
 END = None  # end-of-stream marker on file queues
+
+
+class FrameQueue:
+    """A file source's outbox: a bounded FIFO whose ``put`` waits for room (nothing is dropped) until the run
+    stops, and whose ``close`` always delivers the END marker the pairer waits for."""
+
+    dropped = 0  # never drops (the same counter as LatestSlot's)
+
+    def __init__(self, size: int, stop: threading.Event):
+        self.queue: queue.Queue = queue.Queue(size)
+        self.stop = stop
+
+    def put(self, frame: Frame) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> Frame | None:
+        """The next frame, or END once the source has ended or the run stops."""
+        while True:
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return END
+
+    def close(self) -> None:
+        while True:
+            try:
+                self.queue.put(END, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():  # stopping: unpaired frames are not processed; make room
+                    while True:
+                        try:
+                            self.queue.get_nowait()
+                        except queue.Empty:
+                            break
 
 
 class LatestSlot:
@@ -59,11 +100,11 @@ def valid_image(image) -> bool:
 class CaptureThread(threading.Thread):
     """Reads one source until it ends or ``stop`` is set."""
 
-    def __init__(self, source: Source, sink: "queue.Queue | LatestSlot", stop: threading.Event,
+    def __init__(self, source: Source, outbox: FrameQueue | LatestSlot, stop: threading.Event,
                  log: Callable[[str], None], convert: Callable[[np.ndarray], np.ndarray] | None = None,
                  max_backoff: float = 8.0, period: float | None = None):
         super().__init__(name=f"capture {source.name}", daemon=True)
-        self.source, self.sink, self.stop_event, self.log = source, sink, stop, log
+        self.source, self.outbox, self.stop_event, self.log = source, outbox, stop, log
         self.convert = convert
         self.period = period  # seconds between frames when paced (--realtime); None: read at full speed
         self.started = 0.0
@@ -81,7 +122,7 @@ class CaptureThread(threading.Thread):
             self.log(f"capture stopped: {self.error}")
         finally:
             self.source.close()
-            self._finish()
+            self.outbox.close()
 
     def _loop(self) -> None:
         self.started = time.monotonic()
@@ -108,22 +149,11 @@ class CaptureThread(threading.Thread):
                 image = self.convert(image)
             frame = Frame(image, self.seq, now, wall, self.source.name, file)
             self.seq += 1
-            self._put(frame)
+            self.outbox.put(frame)
 
     def _pace(self) -> None:
         """Wait until this frame is due (``seq`` periods after the start), or until the run stops."""
         self.stop_event.wait(max(0.0, self.started + self.seq * self.period - time.monotonic()))
-
-    def _put(self, frame: Frame) -> None:
-        if isinstance(self.sink, LatestSlot):
-            self.sink.put(frame)
-            return
-        while not self.stop_event.is_set():
-            try:
-                self.sink.put(frame, timeout=0.1)
-                return
-            except queue.Full:
-                continue
 
     def _reconnect(self) -> None:
         delay = 0.25
@@ -139,19 +169,3 @@ class CaptureThread(threading.Thread):
                 self.log(f"{self.source.name}: {e}; retry in {delay:.2f} s")
             self.stop_event.wait(delay)
             delay = min(delay * 2, self.max_backoff)
-
-    def _finish(self) -> None:
-        if isinstance(self.sink, LatestSlot):
-            self.sink.close()
-            return
-        while True:  # the end marker must arrive even if the queue is full: the pairer waits for it
-            try:
-                self.sink.put(END, timeout=0.1)
-                return
-            except queue.Full:
-                if self.stop_event.is_set():  # stopping: unpaired frames are not processed; make room
-                    while True:
-                        try:
-                            self.sink.get_nowait()
-                        except queue.Empty:
-                            break

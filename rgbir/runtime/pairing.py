@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .capture import END, LatestSlot
+from .capture import END, FrameQueue, LatestSlot
 from .frames import Frame, FramePair
 
 
@@ -33,12 +32,12 @@ class PairingConfig:
             raise ValueError("pairing tolerance and stall time must be positive")
 
 
-def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: threading.Event,
+def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: threading.Event,
                   log: Callable[[str], None]) -> Iterator[FramePair]:
     """Yield pairs until either side ends (saying how many frames the other side had left)."""
     while True:
-        a = _get(rgb, stop)
-        b = _get(ir, stop) if ir is not None else None
+        a = rgb.get()
+        b = ir.get() if ir is not None else None
         if a is END or (ir is not None and b is END):
             if ir is not None and (a is END) != (b is END) and not stop.is_set():
                 longer = "IR" if a is END else "RGB"
@@ -48,15 +47,6 @@ def pair_lockstep(stream: int, rgb: queue.Queue, ir: queue.Queue | None, stop: t
             log(f"stream {stream}: RGB frame {a.seq} and IR frame {b.seq} are out of step; stopping this stream")
             return
         yield FramePair(stream, a, b)
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return END
 
 
 class LivePairer:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..errors import RgbirError
 from .backends import Backend, open_backend
-from .capture import CaptureThread, LatestSlot
+from .capture import CaptureThread, FrameQueue, LatestSlot
 from .config import PipelineConfig
 from .frames import FramePair
 from .inference import DetectSettings, PairDetector
@@ -27,10 +27,8 @@ from .registration import Registration
 from .results import PairResult
 from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
 from .sources import Source, match_by_stem, open_source, rate_mismatch
+from .stages import DONE, Stages
 from .stats import Stats
-
-DONE = object()  # end marker between the stages
-
 
 def _settings(config: PipelineConfig, detect: DetectSettings) -> dict:
     """The run's settings as recorded with its statistics (AGC, pairing, the thresholds in effect, …)."""
@@ -80,10 +78,9 @@ class Pipeline:
         self.sinks: list[Sink] = sinks if sinks is not None else []
         self.periods: list[tuple[float | None, float | None]] = []  # per camera pair: --realtime frame periods
         self.stats = Stats(settings=_settings(config, self.detector.settings))
-        self.pairs: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self.results: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.stages = Stages(self.detector, config.batch, config.queue_size, self.live, config.max_frames,
+                             self.stop_event, self._count)
         self.streams: list[_Stream] = []
-        self.error: str | None = None
 
     # construction -----------------------------------------------------------------------------------------
     def _open_backend(self) -> Backend:
@@ -166,7 +163,7 @@ class Pipeline:
             self._start()
             while True:
                 try:
-                    item = self.results.get(timeout=0.1)
+                    item = self.stages.results.get(timeout=0.1)
                 except queue.Empty:
                     item = None
                 if item is DONE:
@@ -194,8 +191,8 @@ class Pipeline:
             if self.config.stats_json:
                 self.stats.write_json(self.config.stats_json)
         failed = [c.error for s in self.streams for c in s.captures if c.error]
-        if self.error or failed:
-            raise RgbirError(self.error or f"capture failed: {failed[0]}")
+        if self.stages.error or failed:
+            raise RgbirError(self.stages.error or f"capture failed: {failed[0]}")
         return self.stats
 
     def _drain(self, seconds: float = 10.0) -> bool:
@@ -205,7 +202,7 @@ class Pipeline:
         item = None
         while item is not DONE and self.streams and time.monotonic() < deadline:
             try:
-                item = self.results.get(timeout=0.1)
+                item = self.stages.results.get(timeout=0.1)
             except queue.Empty:
                 item = None
         return item is DONE or not self.streams
@@ -268,28 +265,29 @@ class Pipeline:
             self._warn(rate_mismatch(rgb, ir))
             changed = threading.Condition()
             if self.live:
-                sinks = (LatestSlot(changed), LatestSlot(changed) if ir else None)
+                outboxes = (LatestSlot(changed), LatestSlot(changed) if ir else None)
             else:
-                sinks = (queue.Queue(self.config.queue_size), queue.Queue(self.config.queue_size) if ir else None)
-            captures = [CaptureThread(rgb, sinks[0], self.stop_event, self.log, period=rgb_period)]
+                size = self.config.queue_size
+                outboxes = (FrameQueue(size, self.stop_event), FrameQueue(size, self.stop_event) if ir else None)
+            captures = [CaptureThread(rgb, outboxes[0], self.stop_event, self.log, period=rgb_period)]
             if ir is not None:
-                captures.append(CaptureThread(ir, sinks[1], self.stop_event, self.log, convert=thermal,
+                captures.append(CaptureThread(ir, outboxes[1], self.stop_event, self.log, convert=thermal,
                                               period=ir_period))
             stream = _Stream(i, rgb, ir, captures)
             if self.live and ir is not None:
-                stream.live_pairer = LivePairer(i, sinks[0], sinks[1], changed, self.config.pairing, self.log)
+                stream.live_pairer = LivePairer(i, outboxes[0], outboxes[1], changed, self.config.pairing, self.log)
                 pairs = stream.live_pairer.pairs(self.stop_event)
             elif self.live:
-                pairs = self._single_live(i, sinks[0])
+                pairs = self._single_live(i, outboxes[0])
             else:
-                pairs = pair_lockstep(i, sinks[0], sinks[1], self.stop_event, self.log)
-            stream.pairer = threading.Thread(target=self._feed, args=(pairs,), name=f"pair {i}", daemon=True)
+                pairs = pair_lockstep(i, outboxes[0], outboxes[1], self.stop_event, self.log)
+            stream.pairer = self.stages.add_stream(pairs)
             self.streams.append(stream)
         for stream in self.streams:
             for capture in stream.captures:
                 capture.start()
             stream.pairer.start()
-        self._start_stages()
+        self.stages.start()
 
     def _warn(self, warning: str | None) -> None:
         """Log what the user should know about the sources (once, as the run starts)."""
@@ -303,115 +301,6 @@ class Pipeline:
                 frame = slot.take()
             if frame is not None:
                 yield FramePair(stream, frame, None)
-
-    def _feed(self, pairs) -> None:
-        """Pairer thread: move pairs into the shared queue (live: drop the oldest when full)."""
-        try:
-            for pair in pairs:
-                while True:
-                    try:
-                        self.pairs.put(pair, timeout=0.1)
-                        break
-                    except queue.Full:
-                        if self.live:
-                            try:
-                                dropped = self.pairs.get_nowait()
-                            except queue.Empty:
-                                continue
-                            if dropped is DONE:  # another stream's end marker: never drop it
-                                self.pairs.put(dropped)
-                            else:
-                                self._count("pairs dropped (slow inference)")
-                        elif self.stop_event.is_set():
-                            return
-        finally:
-            self.pairs.put(DONE)
-
-    def _batch_loop(self, out: queue.Queue) -> None:
-        """Collect up to ``batch`` pairs (several streams share a call), number them, preprocess."""
-        finished, taken = 0, [0] * len(self.streams)
-        while finished < len(self.streams):
-            batch = []
-            item = self.pairs.get()
-            while True:
-                if item is DONE:
-                    finished += 1
-                else:
-                    batch.append(item)
-                if len(batch) >= self.config.batch or finished == len(self.streams):
-                    break
-                try:
-                    item = self.pairs.get(timeout=0.002)
-                except queue.Empty:
-                    break
-            batch = self._take(batch, taken) if batch and not self.error else []
-            if batch:
-                try:
-                    for prepared in self.detector.prepare(batch):
-                        out.put(prepared)
-                except Exception as e:  # keep consuming until every pairer is done, so none blocks
-                    self.error = f"preprocess failed: {type(e).__name__}: {e}"
-                    self.stop_event.set()
-
-    def _take(self, batch: list[FramePair], taken: list[int]) -> list[FramePair]:
-        """Number the pairs per stream as processing takes them. With ``max_frames``, a stream's later pairs are
-        left out, and capture stops once every stream has its count."""
-        limit, kept = self.config.max_frames, []
-        for pair in batch:
-            if limit and taken[pair.stream] >= limit:
-                continue
-            pair.index = taken[pair.stream]
-            taken[pair.stream] += 1
-            kept.append(pair)
-        if limit and min(taken) >= limit:
-            self.stop()
-        return kept
-
-    def _stage(self, name: str, work: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
-        """Run ``work`` on each item until DONE; a failure stops the run with its message and still
-        forwards DONE, so no stage waits forever."""
-        failed = False
-        try:
-            while True:
-                item = inbox.get()
-                if item is DONE:
-                    return
-                if failed:
-                    continue
-                try:
-                    for result in work(item):
-                        outbox.put(result)
-                except Exception as e:  # the backend or a step failed: report it, drain, end the run
-                    self.error = self.error or f"{name} failed: {type(e).__name__}: {e}"
-                    self.stop_event.set()
-                    failed = True
-        finally:
-            outbox.put(DONE)
-
-    def _start_stages(self) -> None:
-        """prepare → infer → finish, each on its own thread, so inference runs back to back."""
-        prepared, inferred = queue.Queue(maxsize=2), queue.Queue(maxsize=2)
-
-        def batches():
-            try:
-                self._batch_loop(prepared)
-            except Exception as e:  # the pairers keep their DONE markers coming; record why the run ended
-                self.error = self.error or f"batching failed: {type(e).__name__}: {e}"
-                self.stop_event.set()
-            finally:
-                prepared.put(DONE)
-
-        def infer(batch):
-            yield batch, self.detector.infer(batch)
-
-        def finish(item):
-            for result in self.detector.finish(*item):
-                result.latency_ms = (time.monotonic() - result.pair.t_capture) * 1e3
-                yield result
-
-        for target, args in ((batches, ()), (self._stage, ("inference", infer, prepared, inferred)),
-                             (self._stage, ("postprocess", finish, inferred, self.results))):
-            threading.Thread(target=target, args=args, daemon=True, name=args[0] if args else "prepare").start()
 
     def _count(self, key: str, n: int = 1) -> None:
         with self.stats.lock:
@@ -427,8 +316,7 @@ class Pipeline:
                 name = capture.source.name
                 counters[f"{name}: corrupt frames"] = capture.corrupt
                 counters[f"{name}: reconnects"] = capture.reconnects
-                if isinstance(capture.sink, LatestSlot):
-                    counters[f"{name}: frames dropped (stale)"] = capture.sink.dropped
+                counters[f"{name}: frames dropped (stale)"] = capture.outbox.dropped
             if stream.live_pairer is not None:
                 counters[f"stream {stream.index}: frames dropped (skew)"] = stream.live_pairer.skew_rejects
                 counters[f"stream {stream.index}: frames dropped (stall)"] = stream.live_pairer.stall_drops
