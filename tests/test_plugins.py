@@ -3,11 +3,15 @@ on the CPU (load, creator fields, creation from an exported node's attributes, s
 the kernel itself against the PyTorch reference on a GPU when there is one."""
 
 import ctypes
+import re
 import shutil
+import struct
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rgbir.errors import RgbirError
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
@@ -244,6 +248,256 @@ def test_loader_and_architectures(tmp_path, monkeypatch):
     assert cuda_architectures("orin") == "87" and cuda_architectures("75,86") == "75;86"
     with pytest.raises(RgbirError, match="--arch"):
         cuda_architectures("61")
+
+
+# The tiled kernel's block code on the CPU (tests/topk_select_harness.cu) --------------------------------------
+CSRC = Path(__file__).resolve().parents[1] / "rgbir" / "plugins" / "csrc"
+CUDA_SOURCES = ["topk_sparse_attention/topkSparseAttentionKernel.cu",
+                "topk_sparse_attention/topkSparseAttentionTiled.cu", "letterbox/letterboxKernel.cu"]
+TARGETS = ["75", "86", "87", "90"]  # Turing, Ampere desktop, Orin, Hopper
+SHARED_LIMITS = {"75": (65536, 65536), "86": (101376, 102400), "87": (166912, 167936), "90": (232448, 233472)}
+
+
+@pytest.mark.skipif(not shutil.which("nvcc"), reason="nvcc is needed")
+def test_cuda_sources_compile_for_every_target_architecture(tmp_path):
+    """The library's CUDA translation units for sm_75, 86, 87 and 90 (the C++ ones are architecture-free and the
+    session's plugin_library fixture links the whole library); no register spills beyond a few words."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in TARGETS]
+
+    def compile_one(source):
+        return subprocess.run(["nvcc", "-std=c++17", "-O3", "-c", "-Xcompiler", "-fPIC", *gencode, "--resource-usage",
+                               str(CSRC / source), "-o", str(tmp_path / (Path(source).stem + ".o"))],
+                              capture_output=True, text=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(compile_one, CUDA_SOURCES))
+    for source, result in zip(CUDA_SOURCES, results):
+        assert result.returncode == 0, f"{source}:\n{result.stderr[-3000:]}"
+    usage = results[1].stdout + results[1].stderr
+    spills = [int(x) for x in re.findall(r"(\d+) bytes spill stores", usage)]
+    assert len(spills) == 2 * len(TARGETS) and max(spills) <= 64, usage  # float and half kernel per target
+
+
+@pytest.fixture(scope="session")
+def topk_harness(tmp_path_factory):
+    """tests/topk_select_harness.cu compiled as host C++ by nvcc: the tiled kernel's block code on the CPU."""
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc is needed to compile the top-k harness")
+    exe = tmp_path_factory.mktemp("topk") / "harness"
+    subprocess.run(["nvcc", "-x", "c++", "-std=c++17", "-O2", "-I", str(CSRC), "-o", str(exe),
+                    str(Path(__file__).parent / "topk_select_harness.cu")], check=True, capture_output=True)
+    return exe
+
+
+def run_topk_harness(exe, tmp_path, v, divisors, weights, *, scores=None, q=None, k=None, scale=1.0, row_warps=2,
+                     slot_bytes=256, narrow=True, seed=1, select_only=False):
+    """One launch through the harness: (out (B,H,N,DV), thresholds (B,H,N,branches), refine passes run). With
+    `scores` (B,H,N,N1) the block reads scores from that matrix instead of q.k (exact, any values)."""
+    b, h, n, n1 = scores.shape if scores is not None else (*q.shape[:3], k.shape[2])
+    d, dv = 1 if scores is not None else q.shape[3], v.shape[3]
+    header = [int(scores is not None), b, h, n, n1, d, dv, len(divisors), row_warps, slot_bytes, int(narrow), seed,
+              int(select_only), 0, 0, 0]
+    arrays = ((scores,) if scores is not None else (q, k)) + (v,)
+    params, out = tmp_path / "params.bin", tmp_path / "out.bin"
+    params.write_bytes(struct.pack("16if", *header, scale) + np.asarray(divisors, np.int32).tobytes()
+                       + np.asarray(weights, np.float32).tobytes()
+                       + b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays))
+    result = subprocess.run([str(exe), "run", str(params), str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    raw = np.fromfile(out, np.float32)
+    passes = int(result.stdout.split()[-1])
+    return raw[: b * h * n * dv].reshape(b, h, n, dv), raw[b * h * n * dv:].reshape(b, h, n, len(divisors)), passes
+
+
+def test_topk_primitives_match_brute_force_on_the_cpu(topk_harness):
+    """Order keys (monotone, invertible, -0.0 == +0.0), linear bins and their exact key brackets, digit brackets, the
+    warp-parallel rank-bin scan and k-th-largest list selection against serial scans and sorting."""
+    result = subprocess.run([str(topk_harness), "selftest"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("selftest ok"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("arch", TARGETS)
+@pytest.mark.parametrize("elem,n,n1,d,dv", [(2, 1600, 1600, 16, 16), (2, 400, 400, 32, 32), (2, 14400, 14400, 16, 16),
+                                             (4, 1600, 1600, 64, 64), (4, 1600, 1600, 256, 256),
+                                             (2, 100, 100000, 256, 256)])
+def test_tile_plans_fit_each_architecture(topk_harness, arch, elem, n, n1, d, dv):
+    """Shared memory per block within the target's opt-in limit, 64 query rows wherever MSC's shapes need them."""
+    per_block, per_sm = SHARED_LIMITS[arch]
+    sms = {"75": 40, "86": 84, "87": 16, "90": 132}[arch]
+    out = subprocess.run([str(topk_harness), "plan", *map(str, (elem, n, n1, d, dv, 8, per_block, per_sm, sms))],
+                         capture_output=True, text=True, check=True).stdout.split()
+    plan = dict(zip(out[::2], map(int, out[1::2])))
+    assert plan["ok"] == 1 and plan["bytes"] <= per_block
+    assert plan["narrow"] == (n1 <= 65535)
+    if elem == 2 and d <= 32 and n >= 1600:
+        assert plan["rows"] == 64
+
+
+def score_rows(kind: str, rng, n: int, n1: int) -> np.ndarray:
+    """Rows of scores that stress the selection."""
+    if kind == "normal":
+        return rng.standard_normal((n, n1))
+    if kind == "constant":
+        return np.full((n, n1), 0.75)
+    if kind == "low_variance":  # a handful of float32 values around 1
+        return 1 + 1e-6 * rng.standard_normal((n, n1))
+    if kind == "ties":
+        return rng.integers(-3, 4, (n, n1)).astype(float)
+    if kind == "signed_zeros":  # -0.0 and +0.0 compare equal: one tie
+        return rng.choice([0.0, -0.0, 1.0, -1.0], (n, n1))
+    if kind == "outliers":  # linear bins collapse: crowded brackets, refinement
+        x = rng.standard_normal((n, n1))
+        x[:, 0], x[:, 1] = 1e30, -1e30
+        return x
+    if kind == "extremes":
+        return rng.choice([-3e38, 3e38, 1e-40, -1e-40, 0.0, 1.0], (n, n1))
+    if kind == "non_finite":  # rows 0-2 poisoned (NaN, +inf, all -inf); rows 3-4 keep -inf scores at weight 0
+        x = rng.standard_normal((n, n1))
+        x[0, 3], x[1, 5], x[2, :] = np.nan, np.inf, -np.inf
+        x[3, : n1 - 2] = -np.inf  # two finite scores: the larger branches' thresholds are -inf
+        x[4, ::2] = -np.inf
+        return x
+    raise ValueError(kind)
+
+
+def check_harness_run(scores, v, divisors, weights, out, thresholds, select_only=False):
+    from topk_reference import check_scores, thresholds as exact_thresholds
+
+    np.testing.assert_array_equal(thresholds, exact_thresholds(torch.from_numpy(scores).double(), divisors).numpy())
+    if select_only:
+        return
+    b, h = scores.shape[:2]
+    for bi, hi in np.ndindex(b, h):
+        s = torch.from_numpy(scores[bi, hi]).double()
+        report = check_scores(s, torch.from_numpy(v[bi, hi]).double(), torch.from_numpy(out[bi, hi]).double(),
+                              divisors, weights, torch.zeros_like(s), "none", 1e-5)
+        assert not report.failures and report.ambiguous == 0, report.summary()
+
+
+@pytest.mark.parametrize("kind,n,n1,divisors,options", [
+    ("normal", 40, 300, (2, 3, 5), {}),
+    ("constant", 20, 300, (2, 3), {}),
+    ("low_variance", 20, 300, (2, 3), {}),
+    ("ties", 20, 300, (2, 3), {}),
+    ("signed_zeros", 20, 300, (2, 3), {}),
+    ("outliers", 20, 300, (2, 3), {}),
+    ("extremes", 20, 300, (2, 3), {}),
+    ("non_finite", 20, 300, (2, 3, 4), {}),
+    ("normal", 20, 1, (2, 3, 5), {}),
+    ("normal", 20, 2, (2, 3, 5), {}),
+    ("normal", 20, 3, (2, 3, 5), {}),
+    ("normal", 20, 301, (2, 3, 7), {}),  # N1 not divisible
+    ("ties", 70, 500, (2, 2, 3), {"row_warps": 4, "slot_bytes": 1024}),  # a repeated divisor, ragged N
+    ("low_variance", 33, 2000, (2, 3), {"narrow": False, "slot_bytes": 512}),  # 32-bit counters
+    ("normal", 32, 16384, (2, 3), {"slot_bytes": 1024, "select_only": True}),
+    ("ties", 32, 16384, (2, 3), {"narrow": False, "select_only": True}),
+])
+def test_tiled_block_selects_exact_thresholds_on_the_cpu(topk_harness, tmp_path, kind, n, n1, divisors, options):
+    """The block code with scores read from a matrix: thresholds bit-exact (the k_i-th largest float32 score, NaN on
+    poisoned rows), output within 1e-5 of the float64 reference (NaN on poisoned rows)."""
+    rng = np.random.default_rng(abs(hash((kind, n, n1))) % 2**32)
+    scores = np.stack([score_rows(kind, rng, n, n1) for _ in range(2)])[None].astype(np.float32)
+    v = rng.standard_normal((1, 2, n1, 8)).astype(np.float32)
+    weights = [0.6, -0.25, 0.4][: len(divisors)]
+    out, thresholds, passes = run_topk_harness(topk_harness, tmp_path, v, divisors, weights, scores=scores, **options)
+    check_harness_run(scores, v, divisors, weights, out, thresholds, options.get("select_only", False))
+    if kind in ("outliers", "extremes", "signed_zeros"):
+        assert passes > 0  # crowded brackets took the refinement path
+
+
+def test_tiled_block_is_independent_of_thread_schedule(topk_harness, tmp_path):
+    """Another interleaving of the emulated threads between barriers gives bit-identical results: no missing
+    barrier, and atomics only where order does not matter."""
+    rng = np.random.default_rng(11)
+    scores = np.stack([score_rows("ties", rng, 40, 700), score_rows("normal", rng, 40, 700)])[None].astype(np.float32)
+    v = rng.standard_normal((1, 2, 700, 8)).astype(np.float32)
+    runs = [run_topk_harness(topk_harness, tmp_path, v, (2, 3), (0.5, 0.5), scores=scores, seed=seed)
+            for seed in (1, 2, 3)]
+    for out, thresholds, _ in runs[1:]:
+        assert np.array_equal(out, runs[0][0], equal_nan=True)
+        assert np.array_equal(thresholds, runs[0][1], equal_nan=True)
+
+
+@pytest.mark.parametrize("b,h,n,n1,d,dv,divisors,row_warps,slot_bytes,scale", [
+    (1, 2, 50, 200, 12, 40, (2, 3), 2, 256, 12**-0.5),     # d not a multiple of 8, two v passes
+    (2, 1, 70, 130, 80, 20, (2, 3, 5), 4, 512, 80**-0.5),  # d over one 64-channel chunk, three branches
+    (1, 1, 33, 97, 16, 16, (3,), 2, 256, -0.25),           # one branch, negative scale (-0.0 scores)
+])
+def test_tiled_block_float32_path_matches_float64_on_the_cpu(topk_harness, tmp_path, b, h, n, n1, d, dv, divisors,
+                                                             row_warps, slot_bytes, scale):
+    """The whole float32 path (staging, FFMA scores, selection, exp, P.V with quad shuffles) against float64,
+    ambiguity-aware (tests/topk_reference.py)."""
+    from topk_reference import check_attention
+
+    rng = np.random.default_rng(n * n1)
+    q, k = rng.standard_normal((b, h, n, d)), rng.standard_normal((b, h, n1, d))
+    v = rng.standard_normal((b, h, n1, dv))
+    q, k, v = (x.astype(np.float32) for x in (q, k, v))
+    weights = [0.5, -0.3, 0.8][: len(divisors)]
+    out, _, _ = run_topk_harness(topk_harness, tmp_path, v, divisors, weights, q=q, k=k, scale=scale,
+                                 row_warps=row_warps, slot_bytes=slot_bytes)
+    report = check_attention(*(torch.from_numpy(x) for x in (q, k, v, out)), scale, divisors, weights, "float", 1e-5)
+    assert not report.failures and report.ambiguous_fraction < 0.05, report.summary()
+
+
+# The float64 reference and its ambiguity logic, checked before any GPU relies on them ---------------------------
+def _one_row(scores, weights=(1.0,), divisors=(2,), error=0.0, keep=None, dv=3, seed=0):
+    """A crafted row: its scores, v, the error bound, and an output computed with the given kept keys."""
+    s = torch.tensor([scores], dtype=torch.float64)
+    v = torch.from_numpy(np.random.default_rng(seed).standard_normal((s.shape[1], dv)))
+    e = (s - s.max()).exp()[0]
+    mask = torch.zeros(s.shape[1], dtype=torch.bool)
+    mask[list(keep)] = True
+    out = (weights[0] * (e * mask) @ v / (e * mask).sum())[None]
+    return s, v, out, torch.full_like(s, error)
+
+
+def _check_row(scores, keep, arithmetic="float", error=0.0, divisors=(2,), out=None):
+    from topk_reference import check_scores
+
+    s, v, made, err = _one_row(scores, error=error, keep=keep)
+    return check_scores(s, v, made if out is None else out, divisors, (1.0,), err, arithmetic)
+
+
+def test_reference_classifies_near_ties_and_accepts_only_allowed_selections():
+    near = [5.0, 4.0, 3.0, 3.0 - 1e-9, 1.0, 0.0]  # k = 3: keys 2 and 3 are within the error bound
+    for keep, ok in (((0, 1, 2), True), ((0, 1, 3), True), ((0, 1, 2, 3), True), ((0, 1, 4), False),
+                     ((0, 1), False)):
+        report = _check_row(near, keep, error=1e-6)
+        assert report.ambiguous == 1 and bool(report.failures) != ok, (keep, report.summary())
+    clear = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    for keep, ok in (((0, 1, 2), True), ((0, 1, 3), False)):
+        report = _check_row(clear, keep, error=1e-6)
+        assert report.ambiguous == 0 and bool(report.failures) != ok, (keep, report.summary())
+    ties = [3.0, 3.0, 3.0, 1.0]  # exact ties: tie-inclusive keeps all three
+    assert not _check_row(ties, (0, 1, 2), "none").failures
+    assert _check_row(ties, (0, 1), "none").failures
+    nan_row = [1.0, float("nan"), 0.0, 2.0]
+    report = _check_row(nan_row, (0, 3), "none", out=torch.zeros(1, 3))
+    assert report.poisoned == 1 and report.failures  # a NaN score must give a NaN row
+    assert not _check_row(nan_row, (0, 3), "none", out=torch.full((1, 3), torch.nan)).failures
+    report = _check_row([0.0, -float("inf"), -float("inf")], (0, 1, 2), "none", divisors=(1,))
+    assert report.ambiguous == 0 and not report.failures  # a -inf threshold keeps everything, at weight 0
+
+
+def test_reference_accepts_pytorch_float32_and_rejects_a_wrong_kernel():
+    """PyTorch's own float32 implementation passes the checker with few ambiguous rows (so the error bound holds and
+    the test keeps its teeth); an output that drops the threshold key everywhere fails."""
+    from rgbir.models.sparse_attention import topk_sparse_attention
+    from topk_reference import check_attention
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = torch.randn(1, 2, 300, 32, generator=g), torch.randn(1, 2, 600, 32, generator=g), torch.randn(
+        1, 2, 600, 16, generator=g)
+    for dtype in (torch.float32, torch.float16):
+        qq, kk, vv = q.to(dtype), k.to(dtype), v.to(dtype)
+        out = topk_sparse_attention(qq.float(), kk.float(), vv.float(), 32**-0.5, (2, 3), (0.6, 0.4))
+        report = check_attention(qq, kk, vv, out, 32**-0.5, (2, 3), (0.6, 0.4), "float", 1e-5)
+        assert not report.failures and report.ambiguous_fraction < 0.05, report.summary()
+    wrong = topk_sparse_attention(q, k, v, 32**-0.5, (2, 3), (0.6, 0.4)) * (1 + 1e-4)
+    assert len(check_attention(q, k, v, wrong, 32**-0.5, (2, 3), (0.6, 0.4), "float", 1e-5).failures) > 500
 
 
 # GPU: the kernel through its C launcher ------------------------------------------------------------------------
