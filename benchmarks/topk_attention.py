@@ -1,18 +1,23 @@
-"""Fused top-k sparse attention kernel vs the PyTorch formulations, on a CUDA GPU, measured side by side:
+"""Top-k sparse attention on a CUDA GPU, GPU time per call, every implementation side by side:
 
 - upstream: topk + scatter + two masked softmaxes + two matmuls (YOLOMM's MSC);
 - reference: rgbir's tie-inclusive PyTorch function (one topk, one exp, one matmul);
-- kernel: rgbir's fused CUDA kernel through its C launcher;
-- dense: torch SDPA on the same shapes without top-k — the floor.
+- current: the plugin's kernel (rgbirTopKSparseAttentionLaunch, one block per query row);
+- tiled: the tiled kernel (rgbirTopKSparseAttentionTiledLaunch, 64 query rows per block, tensor cores);
+- dense: torch SDPA on the same shapes without top-k (the floor).
 
-Shapes: YOLO11n/s MSC at P4 and P5 for 640 and 1280 inputs (B=1, 8 heads), FP16 and FP32.
-    python benchmarks/topk_attention.py [--library path/to/librgbir_plugins.so]
+GPU time is measured by CUDA-graph replay: `calls` calls captured in one graph, replayed, divided by `calls` (CUDA
+events around a single Python call measure launch overhead instead). Shapes: YOLO11n/s MSC at P4 and P5 for 640 and
+1280 inputs and N1 = 14400 (P4 at 1920), B = 1, 8 heads, float16 and float32. Needs torch with CUDA, not TensorRT.
+
+    python benchmarks/topk_attention.py [--library path/to/librgbir_plugins.so] [--calls 50] [--only P4]
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,54 +28,102 @@ from rgbir.models.sparse_attention import topk_sparse_attention, topk_sparse_att
 from rgbir.plugins import CompileOptions, compile_library, find_library
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_plugins import launch  # noqa: E402  (the same ctypes call the GPU tests make)
+from test_plugins import LAUNCHERS, launch  # noqa: E402  (the same ctypes call the GPU tests make)
 
 SHAPES = [  # (name, N = N1, head dim): channels / 8 heads at P4 (stride 16) and P5 (stride 32)
     ("yolo11n P4 640", 40 * 40, 16), ("yolo11n P5 640", 20 * 20, 32),
     ("yolo11s P4 640", 40 * 40, 32), ("yolo11s P5 640", 20 * 20, 64),
     ("yolo11n P4 1280", 80 * 80, 16), ("yolo11n P5 1280", 40 * 40, 32),
+    ("yolo11s P4 1280", 80 * 80, 32), ("yolo11s P5 1280", 40 * 40, 64),
+    ("yolo11n P4 1920", 120 * 120, 16),  # N1 = 14400: over TensorRT's TopK limit (K <= 3840)
 ]
+METHODS = ["upstream", "reference", "current", "tiled", "dense"]
 
 
-def median_ms(fn, repeats: int = 30) -> float:
-    for _ in range(3):
+def gpu_time_us(fn, calls: int, replays: int = 3) -> float:
+    """Median GPU time of one call, from `replays` replays of a graph holding `calls` calls."""
+    fn()  # warm-up outside capture: lazy initialisation, kernel attributes, allocator
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream):
         fn()
+        with torch.cuda.graph(graph, stream=stream):
+            for _ in range(calls):
+                fn()
+    torch.cuda.synchronize()
     times = []
-    for _ in range(repeats):
+    for _ in range(replays):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        graph.replay()
         end.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+        times.append(start.elapsed_time(end) * 1000.0 / calls)
+    del graph
+    torch.cuda.empty_cache()
+    return statistics.median(times)
+
+
+def implementations(lib, q, k, v, scale, divisors, weights):
+    return {
+        "upstream": lambda: topk_sparse_attention_reference(q, k, v, scale, divisors, weights),
+        "reference": lambda: topk_sparse_attention(q, k, v, scale, divisors, weights),
+        "current": lambda: launch(lib, q, k, v, scale, list(divisors), list(weights), launcher=LAUNCHERS[0]),
+        "tiled": lambda: launch(lib, q, k, v, scale, list(divisors), list(weights), launcher=LAUNCHERS[1]),
+        "dense": lambda: F.scaled_dot_product_attention(q, k, v, scale=scale),
+    }
+
+
+def measure(lib, n: int, d: int, dtype: torch.dtype, calls: int) -> dict[str, float]:
+    q, k, v = (torch.randn(1, 8, n, d, device="cuda", dtype=dtype) for _ in range(3))
+    many = calls if n <= 1600 else max(calls // 5, 4)  # the slow implementations at large N1 keep the run short
+    times = {}
+    for method, fn in implementations(lib, q, k, v, d**-0.5, (2, 3), (0.5, 0.5)).items():
+        try:
+            times[method] = gpu_time_us(fn, many)
+        except torch.cuda.OutOfMemoryError:
+            times[method] = float("nan")
+            torch.cuda.empty_cache()
+    return times
+
+
+def table(rows, title: str):
+    """The results as a rich table: µs per call, then the tiled kernel's ratios."""
+    from rich.table import Table
+
+    out = Table(title=title)
+    for column in ["shape", "dtype", *(f"{m} µs" for m in METHODS), "tiled vs upstream", "tiled vs current",
+                   "tiled / dense", "current / dense"]:
+        out.add_column(column, justify="left" if column in ("shape", "dtype") else "right")
+    for name, dtype, t in rows:
+        out.add_row(name, dtype, *(f"{t[m]:.1f}" for m in METHODS), f"{t['upstream'] / t['tiled']:.1f}x",
+                    f"{t['current'] / t['tiled']:.1f}x", f"{t['tiled'] / t['dense']:.1f}x",
+                    f"{t['current'] / t['dense']:.1f}x")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", help="plugin library (default: build one for this GPU)")
+    parser.add_argument("--calls", type=int, default=50, help="calls captured per graph (fewer at large N1)")
+    parser.add_argument("--only", default="", help="run the shapes whose name contains this")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU")
+    from rich.console import Console
+
     major, minor = torch.cuda.get_device_capability()
     path = find_library(args.library) if args.library else compile_library(CompileOptions(arch=f"{major}{minor}"))
     lib = ctypes.CDLL(str(path))
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; median ms of 30; ratios vs upstream")
-    print(f"{'shape':<18}{'dtype':<9}{'upstream':>10}{'reference':>11}{'kernel':>9}{'dense':>9}"
-          f"{'kernel x':>10}{'vs dense':>10}")
+    rows = []
     for dtype in (torch.float16, torch.float32):
         for name, n, d in SHAPES:
-            q, k, v = (torch.randn(1, 8, n, d, device="cuda", dtype=dtype) for _ in range(3))
-            scale, divisors, weights = d**-0.5, (2, 3), (0.5, 0.5)
-            times = {
-                "upstream": median_ms(lambda: topk_sparse_attention_reference(q, k, v, scale, divisors, weights)),
-                "reference": median_ms(lambda: topk_sparse_attention(q, k, v, scale, divisors, weights)),
-                "kernel": median_ms(lambda: launch(lib, q, k, v, scale, list(divisors), list(weights))),
-                "dense": median_ms(lambda: F.scaled_dot_product_attention(q, k, v, scale=scale)),
-            }
-            print(f"{name:<18}{str(dtype).split('.')[-1]:<9}{times['upstream']:10.3f}{times['reference']:11.3f}"
-                  f"{times['kernel']:9.3f}{times['dense']:9.3f}{times['upstream'] / times['kernel']:9.1f}x"
-                  f"{times['kernel'] / times['dense']:9.1f}x")
+            if args.only in name:
+                rows.append((name, str(dtype).split(".")[-1], measure(lib, n, d, dtype, args.calls)))
+    title = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}: GPU time per call by CUDA-graph replay "
+             f"(B=1, 8 heads, divisors 2 and 3)")
+    Console(width=200).print(table(rows, title))
 
 
 if __name__ == "__main__":

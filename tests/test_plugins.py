@@ -1,8 +1,10 @@
 """The TensorRT plugin library: compiled with nvcc against TensorRT headers, checked in TensorRT's lean runtime
-on the CPU (load, creator fields, creation from an exported node's attributes, serialisation, bad attributes);
-the kernel itself against the PyTorch reference on a GPU when there is one."""
+on the CPU (load, creator fields, creation from an exported node's attributes, serialisation, bad attributes); the
+tiled top-k kernel's block code run on the CPU (tests/topk_select_harness.cu); both top-k kernels against a float64
+reference on a GPU when there is one (tests/topk_reference.py, ambiguity-aware)."""
 
 import ctypes
+import os
 import re
 import shutil
 import struct
@@ -516,66 +518,183 @@ def gpu_library(tmp_path_factory):
                          log=lambda m: None)
 
 
-def launch(lib, q, k, v, scale, divisors, weights, stream=None):
+def launch(lib, q, k, v, scale, divisors, weights, stream=None, launcher=LAUNCHERS[0]):
+    """One call of a C launcher (LAUNCHERS: the current kernel, the tiled one) on torch tensors; returns out."""
     torch = _cuda()
     b, h, n, d = q.shape
     n1, dv = k.shape[2], v.shape[3]
     out = torch.empty(b, h, n, dv, device=q.device, dtype=q.dtype)
     lib.rgbirTopKSparseAttentionWorkspaceSize.restype = ctypes.c_size_t
-    size = lib.rgbirTopKSparseAttentionWorkspaceSize(n1)
+    size = lib.rgbirTopKSparseAttentionWorkspaceSize(n1) if launcher == LAUNCHERS[0] else 0  # tiled: none
     workspace = torch.empty(max(size, 1), dtype=torch.uint8, device=q.device)
-    status = lib.rgbirTopKSparseAttentionLaunch(
+    status = getattr(lib, launcher)(
         ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(k.data_ptr()), ctypes.c_void_p(v.data_ptr()),
         ctypes.c_void_p(out.data_ptr()), b, h, n, n1, d, dv, ctypes.c_float(scale),
         (ctypes.c_int32 * len(divisors))(*divisors), (ctypes.c_float * len(weights))(*weights), len(divisors),
         1 if q.dtype == torch.float16 else 0, ctypes.c_void_p(workspace.data_ptr()), ctypes.c_size_t(size),
         ctypes.c_void_p(stream or torch.cuda.current_stream().cuda_stream))
-    assert status == 0
+    assert status == 0, f"{launcher} returned {status}"
     return out
+
+
+DEVICE = "cuda"  # where the GPU tests run; test_gpu_test_bodies_pass_... runs their bodies on the CPU
+
+
+def fresh_seed() -> int:
+    """A new seed every run (RGBIR_TEST_SEED=N repeats one); failure messages name it."""
+    return int(os.environ.get("RGBIR_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+
+
+def attention_inputs(shape, dtype, arithmetic, seed):
+    """q (B,H,N,D), k (B,H,N1,D), v (B,H,N1,DV) on the GPU. "exact": multiples of 1/32 in [-2, 2], whose products
+    and sums float32 represents exactly (float16 too), so the only ambiguity left is the scale's rounding."""
+    torch = _cuda()
+    b, h, n, n1, d, dv = shape
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    if arithmetic == "exact":
+        q, k = (torch.randint(-64, 65, (b, h, m, d), device=DEVICE, generator=g) / 32 for m in (n, n1))
+    else:
+        q, k = (torch.randn(b, h, m, d, device=DEVICE, generator=g) for m in (n, n1))
+    v = torch.randn(b, h, n1, dv, device=DEVICE, generator=g)
+    return [x.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype) for x in (q, k, v)]
+
+
+def assert_matches_float64(q, k, v, out, scale, divisors, weights, arithmetic, note):
+    """Ambiguity-aware float64 check (tests/topk_reference.py): clean rows within 1e-5 (float32) / 1e-2 (float16)
+    of their magnitude, ambiguous rows matching an allowed selection and rarer than 5%, poisoned rows NaN."""
+    from topk_reference import check_attention
+
+    tol = 1e-5 if q.dtype == _cuda().float32 else 1e-2
+    report = check_attention(q, k, v, out.float(), scale, divisors, weights, arithmetic, tol)
+    assert not report.failures and report.ambiguous_fraction < 0.05, f"{note}: {report.summary()}"
+
+
+GPU_SHAPES = [  # batch, heads, n, n1, d, dv, arithmetic ("float": Gaussian inputs, N1 small enough for < 5% ambiguity)
+    (1, 8, 400, 400, 16, 16, "float"), (1, 8, 1600, 1600, 16, 16, "float"), (2, 8, 1600, 1600, 32, 32, "float"),
+    (1, 8, 1600, 400, 64, 32, "float"), (2, 8, 400, 1600, 32, 64, "float"),
+    (1, 8, 6400, 6400, 16, 16, "exact"), (1, 8, 14400, 14400, 16, 16, "exact"), (1, 8, 256, 16384, 32, 32, "exact"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_kernel_matches_float64(gpu_library, launcher, dtype, shape):
+    """Both kernels against the float64 reference with fresh inputs every run, MSC's shapes up to N1 = 16384."""
+    lib = ctypes.CDLL(str(gpu_library))
+    seed = fresh_seed()
+    *dims, arithmetic = shape
+    q, k, v = attention_inputs(dims, dtype, arithmetic, seed)
+    scale = dims[4] ** -0.5  # 1/sqrt(32) is no power of two: the case the old max-error test got wrong
+    out = launch(lib, q, k, v, scale, [2, 3], [0.6, 0.4], launcher=launcher)
+    assert_matches_float64(q, k, v, out, scale, (2, 3), (0.6, 0.4), arithmetic, f"{launcher} seed {seed}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_kernel_keeps_ties_and_constant_rows(gpu_library, launcher, dtype):
+    """Every key twice (ties at the thresholds: all kept), keys all equal (every score of a row ties), q = 0 rows."""
+    torch = _cuda()
+    lib = ctypes.CDLL(str(gpu_library))
+    seed = fresh_seed()
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    t = getattr(torch, dtype)
+    base = torch.randint(-2, 3, (1, 2, 50, 8), device=DEVICE, generator=g).float()
+    q = torch.randint(-2, 3, (1, 2, 64, 8), device=DEVICE, generator=g).float()
+    q[:, :, :4] = 0
+    v = torch.randn(1, 2, 100, 8, device=DEVICE, generator=g)
+    for k in (torch.cat([base, base], 2), base[:, :, :1].expand(1, 2, 100, 8).contiguous()):
+        qq, kk, vv = q.to(t), k.to(t), v.to(t)
+        out = launch(lib, qq, kk, vv, 0.5, [2, 3], [0.5, 0.5], launcher=launcher)
+        assert_matches_float64(qq, kk, vv, out, 0.5, (2, 3), (0.5, 0.5), "exact", f"{launcher} seed {seed}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_kernel_replays_in_a_cuda_graph(gpu_library, launcher):
+    """Captured once, replayed on new q: no allocation, no synchronisation, no host state baked in."""
+    torch = _cuda()
+    lib = ctypes.CDLL(str(gpu_library))
+    seed = fresh_seed()
+    q, k, v = attention_inputs((1, 8, 1600, 1600, 16, 16), "float16", "exact", seed)
+    stream = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream):
+        launch(lib, q, k, v, 0.25, [2, 3], [0.5, 0.5], stream=stream.cuda_stream, launcher=launcher)  # warm-up
+        with torch.cuda.graph(graph, stream=stream):
+            out = launch(lib, q, k, v, 0.25, [2, 3], [0.5, 0.5], stream=stream.cuda_stream, launcher=launcher)
+    q.copy_(attention_inputs((1, 8, 1600, 1600, 16, 16), "float16", "exact", seed + 1)[0])
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_matches_float64(q, k, v, out, 0.25, (2, 3), (0.5, 0.5), "exact", f"{launcher} seed {seed}")
+
+
+ODD_SHAPES = [
+    ((3, 5, 100, 1, 12, 20), (2, 3), (0.5, 0.5)),                     # N1 = 1, ragged N, d not a multiple of 8
+    ((1, 2, 70, 2, 8, 8), (2, 3, 5), (0.2, 0.3, 0.5)),
+    ((1, 2, 70, 3, 8, 8), (2, 3, 5), (0.2, 0.3, 0.5)),
+    ((1, 2, 100, 301, 12, 20), (2, 3, 7), (0.6, -0.25, 0.4)),         # N1 not divisible, a negative weight
+    ((1, 1, 40, 500, 256, 256), (2, 3), (0.5, 0.5)),                  # head dims at the limit: chunked
+    ((2, 3, 33, 257, 72, 40), (2, 2, 3, 5, 7), (0.1, 0.2, 0.3, 0.2, 0.2)),  # five branches, three pairs
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("shape,divisors,weights", ODD_SHAPES)
+def test_kernel_handles_odd_shapes(gpu_library, launcher, shape, divisors, weights):
+    lib = ctypes.CDLL(str(gpu_library))
+    seed = fresh_seed()
+    for dtype in ("float32", "float16"):
+        q, k, v = attention_inputs(shape, dtype, "exact", seed)
+        scale = shape[4] ** -0.5
+        out = launch(lib, q, k, v, scale, list(divisors), list(weights), launcher=launcher)
+        assert_matches_float64(q, k, v, out, scale, divisors, weights, "exact", f"{launcher} {dtype} seed {seed}")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("batch,n,n1,d,dv", [(1, 400, 400, 16, 16), (1, 1600, 1600, 16, 16), (4, 1600, 1600, 32, 32),
-                                             (1, 6400, 6400, 16, 16), (1, 14400, 14400, 16, 16),
-                                             (1, 1600, 400, 64, 32), (4, 400, 1600, 32, 64)])
-def test_kernel_matches_the_pytorch_reference(gpu_library, dtype, batch, n, n1, d, dv):
+def test_tiled_kernel_follows_the_non_finite_and_signed_zero_policy(gpu_library, dtype):
+    """README policy: a row with a NaN or +inf score, or no finite score, is NaN; -inf scores weigh 0 (kept when the
+    threshold is -inf); -0.0 ties with +0.0 (a negative scale makes -0.0 scores)."""
     torch = _cuda()
+    lib = ctypes.CDLL(str(gpu_library))
+    seed = fresh_seed()
+    q, k, v = attention_inputs((1, 2, 64, 300, 8, 8), dtype, "exact", seed)
+    q[0, 0, 0, 0] = torch.nan       # a NaN row
+    q[0, 0, 5] = 0                  # a row of zeros (signed by the negative scale)
+    k[0, 1, 7, 0] = torch.inf       # head 1: +inf, -inf or NaN scores depending on q[..., 0]
+    q[0, 1, :8, 0] = 0              # NaN (0 * inf)
+    q[0, 1, 8:16, 0] = 1            # -inf after the negative scale: weight 0
+    q[0, 1, 16:24, 0] = -1          # +inf after the scale: NaN
+    k[0, 0, 100:, :] = 0            # many exact zero scores
+    out = launch(lib, q, k, v, -0.5, [2, 3, 300], [0.4, 0.4, 0.2], launcher=LAUNCHERS[1])
+    assert_matches_float64(q, k, v, out, -0.5, (2, 3, 300), (0.4, 0.4, 0.2), "exact", f"seed {seed}")
+    assert out[0, 0, 0].isnan().all() and out[0, 1, :8].isnan().all() and out[0, 1, 16:24].isnan().all()
+    assert torch.isfinite(out[0, 1, 8:16]).all()
+
+
+def test_gpu_test_bodies_pass_with_pytorch_standing_in_for_the_kernels(monkeypatch):
+    """The GPU tests' inputs, tolerances and policy expectations, run on the CPU with rgbir's PyTorch function (the
+    same NaN/inf/-0.0 policy) in place of the kernels: a failure on the GPU then points at a kernel, not its test."""
     from rgbir.models.sparse_attention import topk_sparse_attention
 
-    lib = ctypes.CDLL(str(gpu_library))
-    t = getattr(torch, dtype)
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q, k = (torch.randn(batch, 8, m, d, device="cuda", generator=g).to(t) for m in (n, n1))
-    v = torch.randn(batch, 8, n1, dv, device="cuda", generator=g).to(t)
-    out = launch(lib, q, k, v, d**-0.5, [2, 3], [0.6, 0.4]).float()
-    ref = topk_sparse_attention(q.float(), k.float(), v.float(), d**-0.5, (2, 3), (0.6, 0.4))
-    tol = 1e-4 if dtype == "float32" else 2e-2
-    assert ((out - ref).abs().max() / ref.abs().max()).item() <= tol
+    def stand_in(lib, q, k, v, scale, divisors, weights, stream=None, launcher=LAUNCHERS[0]):
+        return topk_sparse_attention(q.float(), k.float(), v.float(), scale, divisors, weights).to(q.dtype)
 
-
-@pytest.mark.gpu
-def test_kernel_keeps_ties_and_replays_in_a_cuda_graph(gpu_library):
-    torch = _cuda()
-    from rgbir.models.sparse_attention import topk_sparse_attention
-
-    lib = ctypes.CDLL(str(gpu_library))
-    base = torch.randint(-2, 3, (1, 2, 50, 8), device="cuda").float()
-    k = torch.cat([base, base], 2)  # every key twice: rows tie at their thresholds
-    q = torch.randint(-2, 3, (1, 2, 64, 8), device="cuda").float()
-    v = torch.randn(1, 2, 100, 8, device="cuda")
-    ref = topk_sparse_attention(q, k, v, 0.5, (2, 3), (0.5, 0.5))
-    torch.testing.assert_close(launch(lib, q, k, v, 0.5, [2, 3], [0.5, 0.5]), ref, atol=1e-4, rtol=1e-4)
-    stream = torch.cuda.Stream()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.stream(stream):
-        launch(lib, q, k, v, 0.5, [2, 3], [0.5, 0.5], stream=stream.cuda_stream)  # warm-up outside capture
-        with torch.cuda.graph(graph, stream=stream):
-            out = launch(lib, q, k, v, 0.5, [2, 3], [0.5, 0.5], stream=stream.cuda_stream)
-    q.copy_(torch.randint(-2, 3, q.shape, device="cuda").float())
-    graph.replay()
-    torch.cuda.synchronize()
-    torch.testing.assert_close(out, topk_sparse_attention(q, k, v, 0.5, (2, 3), (0.5, 0.5)), atol=1e-4, rtol=1e-4)
+    monkeypatch.setitem(globals(), "DEVICE", "cpu")
+    monkeypatch.setitem(globals(), "_cuda", lambda: torch)
+    monkeypatch.setitem(globals(), "launch", stand_in)
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: None)
+    for dtype in ("float32", "float16"):
+        for b, h, n, n1, d, dv, arithmetic in GPU_SHAPES[::2]:  # fewer heads and rows: same statistics per row
+            test_kernel_matches_float64(None, LAUNCHERS[1], dtype, (1, 1, min(n, 128), n1, d, dv, arithmetic))
+        test_kernel_keeps_ties_and_constant_rows(None, LAUNCHERS[1], dtype)
+        test_tiled_kernel_follows_the_non_finite_and_signed_zero_policy(None, dtype)
+    for shape, divisors, weights in ODD_SHAPES:
+        test_kernel_handles_odd_shapes(None, LAUNCHERS[1], shape, divisors, weights)
 
 
 @pytest.mark.gpu
