@@ -512,7 +512,10 @@ def _cuda():
 
 @pytest.fixture(scope="session")
 def gpu_library(tmp_path_factory):
+    """The library built for this GPU: RGBIR_GPU_TEST_LIBRARY when benchmarks/gpu_check.sh has just built one."""
     torch = _cuda()
+    if os.environ.get("RGBIR_GPU_TEST_LIBRARY"):
+        return find_library(os.environ["RGBIR_GPU_TEST_LIBRARY"])
     major, minor = torch.cuda.get_device_capability()
     return compile_library(CompileOptions(arch=f"{major}{minor}", output_dir=tmp_path_factory.mktemp("gpu")),
                          log=lambda m: None)
