@@ -111,7 +111,7 @@ def test_ir_folding_gives_a_one_channel_input_with_the_same_outputs(msc, tmp_pat
 
 def test_in_graph_nms_gives_the_four_outputs_and_matches_numpy_nms(tmp_path):
     model = lively(build_model("yolo11n-mm-mid", nc=4))
-    options = dict(imgsz=SIZE, batch=2, max_det=50, iou_threshold=0.5, score_threshold=0.3)
+    options = dict(imgsz=SIZE, batch=2, max_det=50, iou=0.5, conf=0.3)
     raw = export_onnx(model, tmp_path / "raw.onnx", ExportOptions(**options))
     result = export_onnx(model, tmp_path / "nms.onnx", ExportOptions(postprocess="nms", **options))
     assert [o[0] for o in result.outputs] == ["num_dets", "boxes", "scores", "classes"]
@@ -175,7 +175,7 @@ def test_parity_api_reports_per_output_errors(msc):
     (dict(postprocess="soft-nms"), "postprocess"),
     (dict(opset=13), "opset"),
     (dict(batch=0), "batch"),
-    (dict(iou_threshold=0), "iou"),
+    (dict(iou=0), "iou"),
 ])
 def test_bad_options_are_rejected_before_any_work(options, message, tmp_path):
     with pytest.raises(RgbirError, match=message):

@@ -5,24 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import re
 import sys
 import warnings
 from pathlib import Path
 
 from ..errors import RgbirError
-
-
-def image_size(text: str) -> tuple[int, int]:
-    """'640' → (640, 640); '512,640' or '512x640' → (H=512, W=640)."""
-    parts = [p for p in re.split(r"[,x×]", text.strip()) if p]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
-        raise argparse.ArgumentTypeError(f"'{text}' is not an image size: give H or H,W, multiples of 32")
-    return (sizes[0], sizes[-1])
 
 
 def class_names(text: str) -> list[str] | dict:
@@ -77,22 +64,9 @@ def quiet_torch_export():
         logger.removeFilter(keep)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that pick and tune the inference backend (each backend ignores the others' options)."""
-    from ..runtime.backends import BACKENDS
-
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="default auto: .onnx → onnxruntime, .engine/.plan → tensorrt, weights → pytorch")
-    parser.add_argument("--providers", nargs="+", metavar="EP",
-                        help="ONNX Runtime providers in preference order: cuda, tensorrt, cpu (default: cuda if "
-                             "installed, else cpu)")
-    parser.add_argument("--device", help="GPU for TensorRT (0, cuda:1) or device for PyTorch (cpu, cuda)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="TensorRT: replay copy-in/execute/copy-out as one CUDA graph")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that pick a model: a config or weights file, plus overrides for configs and state_dicts."""
+def add_model_arguments(parser: argparse.ArgumentParser, ir_channels: bool = True) -> None:
+    """Options that pick a model: a config or weights file, plus overrides for configs and state_dicts
+    (``ir_channels=False`` where the command's own --ir-channels means something else, as export's does)."""
     parser.add_argument("model", help="shipped config name (e.g. yolo11n-mm-mid-msc), YAML path, or weights file "
                                       "(.pt from ultralytics/YOLOMM, rgbir .safetensors, state_dict .pt)")
     parser.add_argument("--cfg", help="architecture for a weights file that holds only a state_dict")
@@ -101,10 +75,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                                "per --names); a weights file's comes from its weights")
     parser.add_argument("--names", type=class_names, metavar="NAMES",
                         help="class names, one per class: a,b,c or a data.yaml whose names are used")
-    parser.add_argument("--ir-channels", type=int, choices=(1, 3), help="IR input channels for a config (default 3)")
+    parser.set_defaults(architecture_ir_channels=ir_channels)
+    if ir_channels:
+        parser.add_argument("--ir-channels", type=int, choices=(1, 3),
+                            help="IR input channels for a config (default 3)")
 
 
 ARCHITECTURE_FLAGS = {"cfg": "--cfg", "scale": "--scale", "ir_channels": "--ir-channels"}
+
+
+def architecture(args: argparse.Namespace, name: str):
+    """An architecture flag's value, None where the command does not take it as one."""
+    return getattr(args, name) if name != "ir_channels" or args.architecture_ir_channels else None
 
 
 def check_architecture_flags(args: argparse.Namespace, kind: str) -> None:
@@ -118,7 +100,7 @@ def check_architecture_flags(args: argparse.Namespace, kind: str) -> None:
             raise RgbirError(f"--cfg names the architecture of state_dict weights: {args.model} is a config itself; "
                              "leave out --cfg")
         return
-    given = [flag for name, flag in ARCHITECTURE_FLAGS.items() if getattr(args, name) is not None]
+    given = [flag for name, flag in ARCHITECTURE_FLAGS.items() if architecture(args, name) is not None]
     if given:
         raise RgbirError(f"{', '.join(given)} apply to configs and state_dict weights only: {args.model} is a full "
                          "checkpoint that carries its own architecture; leave them out")
@@ -136,8 +118,8 @@ def load_model(args: argparse.Namespace):
         check_architecture_flags(args, kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CheckpointWarning)
-        model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc, ir_channels=args.ir_channels,
-                           names=args.names)
+        model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc,
+                           ir_channels=architecture(args, "ir_channels"), names=args.names)
     if kind is None:
         check_architecture_flags(args, model.checkpoint.format)
     for w in caught:

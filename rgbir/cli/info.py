@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, image_size, load_model
+from .common import add_model_arguments, load_model
+from ..options import image_size
 
 
 def add_parser(sub) -> None:

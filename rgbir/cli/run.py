@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_backend_arguments, image_size
-
 
 def add_parser(sub) -> None:
+    from ..runtime.config import PipelineConfig, SinkConfig
+    from ..runtime.pairing import PairingConfig
+    from ..runtime.thermal import ThermalAGC
+
     p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.replace("``", ""))
-    p.add_argument("--model", help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--rgb", action="append", default=[], metavar="SRC",
                    help="visible camera: device index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline "
                         "('... ! appsink'), video file or image folder; repeat for several camera pairs")
@@ -19,39 +20,12 @@ def add_parser(sub) -> None:
     p.add_argument("--ir-fourcc", help="thermal camera device's pixel format, e.g. 'Y16 ' for 16-bit radiometric "
                                        "V4L2 cameras (FLIR Boson/Lepton); frames then go through --agc")
     p.add_argument("--config", help="run settings YAML (flags given here override it)")
-    add_backend_arguments(p)
-    p.add_argument("--gpu-preprocess", action="store_true",
-                   help="TensorRT: upload 8-bit frames and letterbox them on the GPU (needs the plugin library)")
-    p.add_argument("--imgsz", type=image_size, help="network input H or H,W for the PyTorch backend only (default "
-                                                    "640; an exported model has its own)")
-    p.add_argument("--conf", type=float, help="score threshold (default 0.25, or a graph's own NMS threshold)")
-    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7, or a graph's own NMS)")
-    p.add_argument("--max-det", type=int, help="detections kept per pair (default 300, or a graph's own NMS)")
-    p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
-    p.add_argument("--mode", choices=("auto", "files", "live"),
-                   help="files: lockstep, no drops; live: newest frames, stale ones dropped (default: auto)")
-    p.add_argument("--tolerance-ms", type=float, help="live pairing: largest RGB/IR capture-time gap (40)")
-    p.add_argument("--stall-ms", type=float, help="a camera silent this long is reported stalled (500)")
-    p.add_argument("--stall-policy", choices=("wait", "reuse"),
-                   help="when one camera stalls: wait, or pair with its last frame for --reuse-ms (wait)")
-    p.add_argument("--reuse-ms", type=float, help="longest a stalled camera's last frame may stand in (2000)")
-    p.add_argument("--agc", choices=("auto", "minmax", "percentile", "clahe", "none"),
-                   help="thermal gain control for 16-bit/radiometric frames (auto)")
-    p.add_argument("--agc-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"))
-    p.add_argument("--registration", help="IR→RGB calibration file from 'rgbir calibrate'")
-    p.add_argument("--batch", type=int, help="pairs per backend call (several camera pairs)")
-    p.add_argument("--json", help="write JSON Lines here (one line per pair)")
-    p.add_argument("--video", help="write the annotated side-by-side video here (.mp4 or .avi); with several "
-                                   "camera pairs the second goes to NAME-1.mp4, the third to NAME-2.mp4, …")
-    p.add_argument("--show", action="store_true", help="show a window (needs opencv-python, not -headless)")
-    p.add_argument("--mjpeg", type=int, metavar="PORT", help="MJPEG preview on http://127.0.0.1:PORT/")
-    p.add_argument("--stats-interval", type=float, help="seconds between status lines (5; 0 = none)")
-    p.add_argument("--stats-json", help="write the final statistics here")
-    p.add_argument("--realtime", action="store_true",
-                   help="pace video files and image folders at their frame rate, as cameras would deliver them")
-    p.add_argument("--fps", type=float, help="the frame rate --realtime paces at (needed for image folders)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N pairs from each camera pair (exit 0)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (exit 0)")
+    PipelineConfig.add_arguments(p)
+    PairingConfig.add_arguments(p.add_argument_group("pairing of live cameras"))
+    ThermalAGC.add_arguments(p)
+    p.add_argument("--agc-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="percentile AGC: the stretch's lower and upper percentiles (default: 1 99)")
+    SinkConfig.add_arguments(p.add_argument_group("outputs"))
     p.set_defaults(run=run)
 
 
@@ -59,42 +33,31 @@ def config_from_args(args: argparse.Namespace):
     from dataclasses import replace
 
     from ..errors import RgbirError
-    from ..runtime.config import PipelineConfig, StreamConfig, load_config
+    from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig, load_config
+    from ..runtime.pairing import PairingConfig
+    from ..runtime.thermal import ThermalAGC
 
     if len(args.ir) not in (0, len(args.rgb)):
         raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")
-    streams = [StreamConfig(r, i, args.ir_fourcc) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))] \
-        or None
-    top = {"model": args.model, "streams": streams, "backend": args.backend, "providers": args.providers,
-           "device": args.device, "cuda_graph": args.cuda_graph or None, "gpu_preprocess": args.gpu_preprocess or None,
-           "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
-           "classes": args.classes, "mode": args.mode, "registration": args.registration, "batch": args.batch,
-           "stats_interval": args.stats_interval, "stats_json": args.stats_json, "realtime": args.realtime or None,
-           "fps": args.fps, "max_frames": args.max_frames, "duration": args.duration}
+    streams = [StreamConfig(r, i, args.ir_fourcc) for r, i in zip(args.rgb, args.ir or [None] * len(args.rgb))]
+    top = PipelineConfig.given(args)
     if args.config:
-        config = load_config(args.config, **{k: v for k, v in top.items() if k != "streams"})
+        config = load_config(args.config, **top)
         if streams:
             config.streams = streams
     else:
-        if not args.model:
+        if "model" not in top:
             raise RgbirError("give --model (an exported .onnx, or weights) or --config")
-        config = PipelineConfig(**{k: v for k, v in top.items() if v is not None and k != "streams"},
-                                streams=streams or [])
-    pairing = {k: v for k, v in (("tolerance_ms", args.tolerance_ms), ("stall_ms", args.stall_ms),
-                                 ("stall_policy", args.stall_policy), ("reuse_ms", args.reuse_ms)) if v is not None}
-    config.pairing = replace(config.pairing, **pairing) if pairing else config.pairing
-    agc = {k: v for k, v in (("mode", args.agc),) if v is not None}
+        config = PipelineConfig(**top, streams=streams)
+    pairing, sinks, agc = PairingConfig.given(args), SinkConfig.given(args), ThermalAGC.given(args)
     if args.agc_percentiles:
         agc.update(low=args.agc_percentiles[0], high=args.agc_percentiles[1])
     try:
-        config.thermal = replace(config.thermal, **agc) if agc else config.thermal
+        config.pairing = replace(config.pairing, **pairing)
+        config.thermal = replace(config.thermal, **agc)
     except ValueError as e:
         raise RgbirError(str(e)) from e
-    sinks = {k: v for k, v in (("json", args.json), ("video", args.video), ("mjpeg_port", args.mjpeg))
-             if v is not None}
-    if args.show:
-        sinks["show"] = True
-    config.sinks = replace(config.sinks, **sinks) if sinks else config.sinks
+    config.sinks = replace(config.sinks, **sinks)
     return config
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_backend_arguments, image_size
 
 
 def add_parser(sub) -> None:
+    from ..runtime.config import BACKEND_OPTIONS, PipelineConfig
+
     p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.replace("``", ""))
     p.add_argument("--model", required=True,
                    help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
     p.add_argument("--data", required=True, help="data.yaml (path, val, names, modality: {rgb, ir})")
     p.add_argument("--split", default="val")
-    p.add_argument("--imgsz", type=image_size, default=(640, 640), help="network input for the PyTorch backend")
-    p.add_argument("--conf", type=float, default=0.001)
-    p.add_argument("--iou", type=float, default=0.7)
+    p.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001, as mAP needs)")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--blank", choices=("rgb", "ir"), help="zero one modality (single-modality ablation)")
-    add_backend_arguments(p)
+    PipelineConfig.add_arguments(p, only=(*BACKEND_OPTIONS, "imgsz"))
     p.set_defaults(run=run)
 
 
@@ -28,10 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.validate import validate
     from ..preflight import readable_file
     from ..runtime.backends import open_backend
+    from ..runtime.config import BACKEND_OPTIONS, PipelineConfig
 
     readable_file(args.data, "dataset file")
-    backend = open_backend(args.model, args.backend or "auto", imgsz=args.imgsz, providers=args.providers,
-                           device=args.device, cuda_graph=args.cuda_graph)
+    backend = open_backend(args.model, **PipelineConfig.given(args, only=(*BACKEND_OPTIONS, "imgsz")))
     console = Console()
     for warning in backend.warnings:
         console.print(f"warning: {warning}", soft_wrap=True)

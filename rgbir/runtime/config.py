@@ -9,7 +9,9 @@ import yaml
 
 from ..errors import RgbirError
 from ..metadata import PostprocessSpec
+from ..options import CommandLineOptions, image_size, option
 from ..preflight import free_port, readable_file, writable_file
+from .backends import BACKENDS
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
 
@@ -28,11 +30,14 @@ class StreamConfig:
 
 
 @dataclass
-class SinkConfig:
-    json: str | None = None  # JSON Lines file
-    video: str | None = None  # annotated side-by-side video file
-    show: bool = False  # desktop window
-    mjpeg_port: int | None = None  # MJPEG preview on http://127.0.0.1:PORT/
+class SinkConfig(CommandLineOptions):
+    json: str | None = option(None, metavar="FILE", help="write JSON Lines here (one line per pair)")
+    video: str | None = option(None, metavar="FILE", help="write the annotated side-by-side video here (.mp4 or "
+                               ".avi); with several camera pairs the second goes to NAME-1.mp4, the third to "
+                               "NAME-2.mp4, …")
+    show: bool = option(False, help="show a window (needs opencv-python, not -headless)")
+    mjpeg_port: int | None = option(None, flag="--mjpeg", parse=int, metavar="PORT",
+                                    help="MJPEG preview on http://127.0.0.1:PORT/")
     video_fps: float = 30.0
 
     def validate(self) -> None:
@@ -47,35 +52,48 @@ class SinkConfig:
             free_port(self.mjpeg_port, "MJPEG")
 
 
+BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph")  # what every command that runs a model takes
+
+
 @dataclass
-class PipelineConfig:
-    model: str
-    streams: list[StreamConfig]
-    backend: str = "auto"  # "auto" (from the file: .onnx, .engine, weights) | "onnxruntime" | "tensorrt" | "pytorch"
-    providers: list[str] | None = None  # ONNX Runtime execution providers, in preference order
-    device: str | None = None  # GPU for TensorRT ('0', 'cuda:1') or PyTorch ('cpu', 'cuda')
-    cuda_graph: bool = False  # TensorRT: replay copy-in/execute/copy-out as one CUDA graph
+class PipelineConfig(CommandLineOptions):
+    model: str = option(help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
+    streams: list[StreamConfig] = field(default_factory=list)
+    backend: str = option("auto", choices=BACKENDS, help="auto: .onnx → onnxruntime, .engine/.plan → tensorrt, "
+                                                         "weights → pytorch")
+    providers: list[str] | None = option(None, nargs="+", metavar="EP", shown="cuda if installed, else cpu",
+                                         help="ONNX Runtime providers in preference order: cuda, tensorrt, cpu")
+    device: str | None = option(None, help="GPU for TensorRT (0, cuda:1) or device for PyTorch (cpu, cuda)")
+    cuda_graph: bool = option(False, help="TensorRT: replay copy-in/execute/copy-out as one CUDA graph")
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
-    gpu_preprocess: bool = False  # TensorRT: letterbox 8-bit frames on the GPU instead of the CPU
-    imgsz: tuple[int, int] | None = None  # PyTorch backend's network input (default 640); exports have their own
+    gpu_preprocess: bool = option(False, help="TensorRT: upload 8-bit frames and letterbox them on the GPU (needs "
+                                              "the plugin library)")
+    imgsz: tuple[int, int] | None = option(None, parse=image_size, shown="640; an exported model has its own",
+                                           help="network input H or H,W for the PyTorch backend only")
     # detection thresholds; None: the graph's own when it was exported with NMS, else 0.25, 0.7 and 300
-    conf: float | None = None
-    iou: float | None = None
-    max_det: int | None = None
-    classes: list[int] | None = None
-    mode: str = "auto"  # "auto" | "files" | "live": files pair in lockstep without drops
+    conf: float | None = option(None, parse=float, shown="0.25, or a graph's own NMS threshold",
+                                help="score threshold")
+    iou: float | None = option(None, parse=float, shown="0.7, or a graph's own NMS", help="NMS IoU threshold")
+    max_det: int | None = option(None, parse=int, shown="300, or a graph's own NMS", help="detections kept per pair")
+    classes: list[int] | None = option(None, parse=int, nargs="+", help="keep only these class ids")
+    mode: str = option("auto", choices=("auto", "files", "live"),
+                       help="files: lockstep, no drops; live: newest frames, stale ones dropped; auto: from the "
+                            "sources")
     pairing: PairingConfig = field(default_factory=PairingConfig)
     thermal: ThermalAGC = field(default_factory=ThermalAGC)
-    registration: str | None = None  # IR → RGB calibration file (rgbir calibrate)
-    batch: int = 1  # pairs per backend call (several camera pairs share one call)
+    registration: str | None = option(None, metavar="FILE", help="IR→RGB calibration file from 'rgbir calibrate'")
+    batch: int = option(1, parse=int, help="pairs per backend call (several camera pairs share one call)")
     queue_size: int = 4
     sinks: SinkConfig = field(default_factory=SinkConfig)
-    stats_interval: float = 5.0  # seconds between status lines; 0 = none
-    stats_json: str | None = None
-    realtime: bool = False  # pace video files and image folders at their frame rate (a video's own, or fps)
-    fps: float | None = None  # the frame rate --realtime paces at (image folders need it; overrides a video's)
-    max_frames: int | None = None  # stop after this many pairs from each camera pair
-    duration: float | None = None  # stop after this many seconds
+    stats_interval: float = option(5.0, parse=float, help="seconds between status lines; 0 = none")
+    stats_json: str | None = option(None, metavar="FILE", help="write the final statistics here")
+    realtime: bool = option(False, help="pace video files and image folders at their frame rate, as cameras "
+                                        "would deliver them")
+    fps: float | None = option(None, parse=float, help="the frame rate --realtime paces at (needed for image "
+                                                       "folders; overrides a video's)")
+    max_frames: int | None = option(None, parse=int, metavar="N", help="stop after N pairs from each camera pair "
+                                                                       "(exit 0)")
+    duration: float | None = option(None, parse=float, metavar="S", help="stop after S seconds (exit 0)")
 
     def validate(self) -> None:
         """Everything checkable before the model loads; a wrong value is one RgbirError naming the flag."""
@@ -83,7 +101,6 @@ class PipelineConfig:
             raise RgbirError("no camera pair configured: give --rgb (and --ir)")
         for stream in self.streams:
             stream.validate()
-        from .backends import BACKENDS
         from .inference import DetectSettings
 
         if self.backend not in BACKENDS:
@@ -93,7 +110,6 @@ class PipelineConfig:
         if self.batch < 1 or self.queue_size < 1:
             raise RgbirError("batch and queue size must be >= 1")
         DetectSettings(self.conf, self.iou, self.max_det).resolve(PostprocessSpec())  # thresholds in range
-        self._check_imgsz()
         self._check_timing()
         try:
             self.pairing.validate()
@@ -104,15 +120,6 @@ class PipelineConfig:
         self.sinks.validate()
         if self.stats_json:
             writable_file(self.stats_json, "statistics")
-
-    def _check_imgsz(self) -> None:
-        """--imgsz sizes a PyTorch model's input; an exported model has its own, which a flag cannot change."""
-        from .backends import backend_kind
-
-        kind = backend_kind(self.model) if self.backend == "auto" else self.backend
-        if self.imgsz is not None and kind != "pytorch":
-            raise RgbirError(f"--imgsz applies to the PyTorch backend only: {self.model} has the input size it was "
-                             "exported with (export it again with 'rgbir export --imgsz' to change it)")
 
     def _check_timing(self) -> None:
         """Status-line interval, --realtime pace and the --max-frames / --duration limits."""
@@ -144,6 +151,9 @@ def load_config(path: str | Path, **overrides) -> PipelineConfig:
         data = yaml.safe_load(readable_file(path, "config file").read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise RgbirError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from e
+    if not isinstance(data, dict):
+        raise RgbirError(f"config file {path} must be a mapping of settings (model:, streams:, ...), not a "
+                         f"{type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         data["streams"] = [_build(StreamConfig, s, f"{path}: streams") for s in data.get("streams", [])]

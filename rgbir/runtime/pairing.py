@@ -14,16 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..options import CommandLineOptions, option
 from .capture import END, FrameQueue, LatestSlot
 from .frames import Frame, FramePair
 
 
 @dataclass
-class PairingConfig:
-    tolerance_ms: float = 40.0
-    stall_ms: float = 500.0  # a camera without frames for this long is reported as stalled
-    stall_policy: str = "wait"  # "wait" | "reuse"
-    reuse_ms: float = 2000.0  # with "reuse": the longest a stalled camera's last frame may stand in
+class PairingConfig(CommandLineOptions):
+    tolerance_ms: float = option(40.0, parse=float, help="live pairing: largest RGB/IR capture-time gap")
+    stall_ms: float = option(500.0, parse=float, help="a camera silent this long is reported stalled")
+    stall_policy: str = option("wait", choices=("wait", "reuse"), help="when one camera stalls: wait, or pair "
+                                                                       "with its last frame for --reuse-ms")
+    reuse_ms: float = option(2000.0, parse=float, help="longest a stalled camera's last frame may stand in")
 
     def validate(self) -> None:
         if self.stall_policy not in ("wait", "reuse"):

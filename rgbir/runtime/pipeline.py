@@ -85,9 +85,8 @@ class Pipeline:
     # construction -----------------------------------------------------------------------------------------
     def _open_backend(self) -> Backend:
         c = self.config
-        size = {"imgsz": c.imgsz} if c.imgsz else {}  # else the backend's default
         return open_backend(c.model, c.backend, providers=c.providers, device=c.device, cuda_graph=c.cuda_graph,
-                            contexts=c.contexts, gpu_preprocess=c.gpu_preprocess, **size)
+                            contexts=c.contexts, gpu_preprocess=c.gpu_preprocess, imgsz=c.imgsz)
 
     def _release_backend(self) -> None:
         if self.owns_backend:

@@ -11,17 +11,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..options import CommandLineOptions, option
+
 AGC_MODES = ("auto", "minmax", "percentile", "clahe", "none")
 
 
 @dataclass(frozen=True)
-class ThermalAGC:
+class ThermalAGC(CommandLineOptions):
     """Automatic gain control: 'minmax' stretch, 'percentile' stretch between low/high percentiles, 'clahe'
     (percentile stretch then contrast-limited adaptive equalisation), 'none' (8-bit values as they are), or
     'auto': 'none' for 8-bit frames and 'percentile' for 16-bit/float (radiometric) ones."""
 
-    mode: str = "auto"
-    low: float = 1.0
+    mode: str = option("auto", flag="--agc", choices=AGC_MODES, help="thermal gain control for 16-bit/"
+                                                                     "radiometric frames")
+    low: float = 1.0  # percentiles of the 'percentile' and 'clahe' stretch (--agc-percentiles LOW HIGH)
     high: float = 99.0
     clip_limit: float = 2.0
     tiles: int = 8

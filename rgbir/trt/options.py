@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import RgbirError
 from ..metadata import FLOAT_PRECISIONS, ModelMetadata, check_choice
+from ..options import CommandLineOptions, option
 
 PRECISIONS = ("auto", *FLOAT_PRECISIONS, "int8")
 
@@ -38,19 +39,31 @@ class BatchProfile:
 
 
 @dataclass
-class EngineOptions:
-    precision: str = "auto"  # auto: as the ONNX is (strongly typed); fp16/int8 flags exist on TensorRT 10 only
-    batch: BatchProfile | None = None  # dynamic-batch models only; default 1,1,1
-    workspace_mib: int | None = None  # limit on TensorRT's scratch memory (default: the GPU's memory)
-    timing_cache: Path | None = None  # read if present, written after the build: repeated builds skip tactic timing
-    dla_core: int | None = None  # Jetson DLA core, layers DLA cannot run fall back to the GPU
-    version_compatible: bool = False  # later TensorRT of this and the next major can load it; embeds the plugin
-    hardware_compatible: bool = False  # loadable on any discrete Ampere+ GPU (not with DLA, not on Jetson)
-    calibration_data: str | None = None  # INT8 (TensorRT 10): a data.yaml or an RGB folder,IR folder pair
-    calibration_cache: Path | None = None  # reused when present: INT8 without calibration images
-    calibration_images: int = 512
-    plugin_library: Path | None = None  # default: rgbir.plugins.find_library()
-    optimization_level: int | None = None  # builder optimisation level 0-5 (TensorRT default 3)
+class EngineOptions(CommandLineOptions):
+    precision: str = option("auto", choices=PRECISIONS, help="auto: as the ONNX is (strongly typed). fp16/int8 use "
+                            "TensorRT 10's weak-typing flags; TensorRT 11 needs an fp16 export (rgbir export "
+                            "--precision fp16) or a Q/DQ model for INT8")
+    batch: BatchProfile | None = option(None, parse=BatchProfile.parse, metavar="N|MIN,OPT,MAX", shown="1",
+                                        help="optimisation profile of a dynamic-batch model")
+    workspace_mib: int | None = option(None, flag="--workspace", parse=int, metavar="MIB",
+                                       help="limit on TensorRT's scratch memory for tactics (default: the GPU's)")
+    timing_cache: Path | None = option(None, parse=Path, metavar="FILE",
+                                       help="timing cache, read if present and updated: repeated builds skip "
+                                            "tactic timing")
+    dla_core: int | None = option(None, parse=int, help="Jetson: run on this DLA core, falling back to the GPU")
+    version_compatible: bool = option(False, help="loadable by later TensorRT of this and the next major version "
+                                                  "(10 → 11); embeds the plugin library")
+    hardware_compatible: bool = option(False, help="loadable on any discrete Ampere or newer GPU (not on Jetson)")
+    calibration_data: str | None = option(None, flag="--calib", metavar="DATA",
+                                          help="INT8 calibration images (TensorRT 10): data.yaml or RGB_DIR,IR_DIR")
+    calibration_cache: Path | None = option(None, flag="--calib-cache", parse=Path, metavar="FILE",
+                                            help="INT8 calibration cache: reused when present, else written")
+    calibration_images: int = option(512, flag="--calib-images", parse=int, help="at most this many calibration "
+                                                                                 "pairs, spread over the set")
+    plugin_library: Path | None = option(None, flag="--plugin", parse=Path, metavar="PATH",
+                                         shown="the search path", help="rgbir plugin library")
+    optimization_level: int | None = option(None, flag="--opt-level", parse=int,
+                                            help="builder optimisation level 0-5 (TensorRT's default 3)")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -38,8 +38,8 @@ def check_plan(engine: str | Path) -> None:
         raise RgbirError(f"{engine} is not a TensorRT plan: rebuild it with 'rgbir build'")
 
 
-def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] | None = None,
-                 threads: int | None = None, imgsz: tuple[int, int] = (640, 640), device: str | None = None,
+def open_backend(model: str | Path, backend: str = "auto", *, providers: list[str] | None = None,
+                 threads: int | None = None, imgsz: tuple[int, int] | None = None, device: str | None = None,
                  cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None,
                  gpu_preprocess: bool = False) -> Backend:
     """A backend for ``model``, with the options that concern it; an option given for another backend is an
@@ -48,11 +48,14 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
     onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
     gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
     """
-    kind = backend_kind(model) if kind == "auto" else kind
+    kind = backend_kind(model) if backend == "auto" else backend
     tensorrt_only = [flag for flag, given in (("--cuda-graph", cuda_graph), ("--gpu-preprocess", gpu_preprocess),
                                               ("contexts", contexts != 1), ("--plugin", plugin_library)) if given]
     if kind in BACKENDS and kind != "tensorrt" and tensorrt_only:
         raise RgbirError(f"{', '.join(tensorrt_only)} apply to TensorRT engines only, not to the {kind} backend")
+    if imgsz is not None and kind in BACKENDS and kind != "pytorch":
+        raise RgbirError(f"--imgsz applies to the PyTorch backend only: {model} has the input size it was exported "
+                         "with (export it again with 'rgbir export --imgsz' to change it)")
     if kind == "onnxruntime" and device is not None:
         raise RgbirError("ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), not --device")
     if kind == "onnxruntime":
@@ -72,5 +75,5 @@ def open_backend(model: str | Path, kind: str = "auto", *, providers: list[str] 
     if kind == "pytorch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend.from_file(str(model), imgsz=imgsz, device=device or "cpu")
+        return TorchBackend.from_file(str(model), imgsz=imgsz or (640, 640), device=device or "cpu")
     raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")
