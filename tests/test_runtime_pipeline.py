@@ -16,7 +16,6 @@ from fakes import FakeCamera, NumpyBackend, RecordingSink
 from media import frame_pair, write_folders, write_videos
 from rgbir.errors import RgbirError
 from rgbir.runtime.config import PipelineConfig, SinkConfig, StreamConfig
-from rgbir.runtime.pairing import PairingConfig
 from rgbir.runtime.pipeline import Pipeline
 from rgbir.runtime.sources import ImageFolderSource, Source, VideoSource
 
@@ -202,8 +201,10 @@ def test_calls_never_exceed_the_backends_largest_batch():
 
 # live mode ------------------------------------------------------------------------------------------------------
 def test_live_cameras_pair_within_tolerance():
+    """Threads and real cameras' timing end to end; the pairing decisions themselves are tested on a stand-in
+    clock (tests/test_live_pairing.py)."""
     pipe, sink, _ = run_live([(FakeCamera("rgb", "rgb", fps=30), FakeCamera("ir", "ir", fps=30))], 1.5)
-    assert len(sink.records) > 10
+    assert sink.records
     assert_exactly_once(sink.records)
     assert all(abs(r["skew_ms"]) <= 40 for r in sink.records)
 
@@ -221,21 +222,6 @@ def test_a_camera_that_dies_and_comes_back(capsys):
     assert_exactly_once(sink.records)
 
 
-@pytest.mark.parametrize("policy", ["wait", "reuse"])
-def test_a_stalled_camera_is_reported_and_handled_by_policy(policy):
-    rgb = FakeCamera("rgb", "rgb", fps=40)
-    ir = FakeCamera("ir", "ir", fps=40, stall_at=10, stall_for=1.0)
-    pipe, sink, logs = run_live([(rgb, ir)], 2.2, pairing=PairingConfig(stall_ms=200, stall_policy=policy,
-                                                                        reuse_ms=3000))
-    assert any("IR camera has stalled" in l for l in logs)
-    reused = [r for r in sink.records if r["reused"] == "ir"]
-    if policy == "reuse":
-        assert reused and all(r["ir"]["seq"] == reused[0]["ir"]["seq"] for r in reused)
-    else:
-        assert not reused and pipe.stats.counters.get("stream 0: frames dropped (stall)", 0) > 0
-    assert_exactly_once(sink.records)
-
-
 def test_corrupt_live_frames_are_skipped_and_counted():
     pipe, sink, logs = run_live([(FakeCamera("rgb", "rgb", corrupt_every=5), FakeCamera("ir", "ir"))], 1.2)
     assert pipe.stats.counters.get("rgb: corrupt frames", 0) >= 3
@@ -246,7 +232,11 @@ def test_corrupt_live_frames_are_skipped_and_counted():
 def test_slow_inference_in_live_mode_drops_instead_of_queueing():
     pipe, sink, _ = run_live([(FakeCamera("rgb", "rgb", fps=60), FakeCamera("ir", "ir", fps=60))], 1.5,
                              backend=NumpyBackend(delay=0.1))
-    assert sink.records and max(r["latency_ms"] for r in sink.records) < 1000  # bounded, not growing
+    # bounded, not growing: a pair waits for at most the pairs queued ahead of it and the stages, each taking
+    # about one processing time (pair queue + two stage queues of 2 + the calls running), however slow the
+    # machine is: no absolute time is asserted
+    slowest = max(r["processing_ms"] for r in sink.records)
+    assert sink.records and max(r["wait_ms"] for r in sink.records) <= (pipe.config.queue_size + 6) * slowest
     dropped = sum(v for k, v in pipe.stats.counters.items() if "dropped" in k)
     assert dropped > 10
     assert_exactly_once(sink.records)

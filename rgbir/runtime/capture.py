@@ -63,21 +63,22 @@ class FrameQueue:
 
 
 class LatestSlot:
-    """Holds the newest frame of a live source; older unread frames are counted as dropped."""
+    """Holds the newest frame of a live source; older unread frames are counted as dropped. ``clock`` says when
+    frames arrive (a stand-in clock makes stall detection testable without waiting)."""
 
-    def __init__(self, changed: threading.Condition):
-        self.changed = changed
+    def __init__(self, changed: threading.Condition, clock: Callable[[], float] = time.monotonic):
+        self.changed, self.clock = changed, clock
         self.frame: Frame | None = None
         self.fresh = False
         self.dropped = 0
-        self.last_arrival = time.monotonic()
+        self.last_arrival = clock()
         self.closed = False
 
     def put(self, frame: Frame) -> None:
         with self.changed:
             if self.fresh:
                 self.dropped += 1
-            self.frame, self.fresh, self.last_arrival = frame, True, time.monotonic()
+            self.frame, self.fresh, self.last_arrival = frame, True, self.clock()
             self.changed.notify_all()
 
     def take(self) -> Frame | None:

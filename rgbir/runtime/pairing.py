@@ -52,12 +52,13 @@ def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: thr
 
 
 class LivePairer:
-    """Pairs the newest frames of two ``LatestSlot``s sharing one condition variable."""
+    """Pairs the newest frames of two ``LatestSlot``s sharing one condition variable; ``clock`` (the slots'
+    too) decides when a silent camera counts as stalled."""
 
     def __init__(self, stream: int, rgb: LatestSlot, ir: LatestSlot, changed: threading.Condition,
-                 config: PairingConfig, log: Callable[[str], None]):
+                 config: PairingConfig, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
         self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, changed
-        self.config, self.log = config, log
+        self.config, self.log, self.clock = config, log, clock
         self.skew_rejects = 0
         self.stall_drops = 0
         self.stalled: set[str] = set()
@@ -71,18 +72,23 @@ class LivePairer:
                     return
                 self.changed.wait_for(lambda: self.rgb.fresh or self.ir.fresh or (self.rgb.closed and self.ir.closed),
                                       0.05)
-                for name, slot in (("rgb", self.rgb), ("ir", self.ir)):
-                    frame = slot.take()
-                    if frame is not None:
-                        self.pending[name] = frame
-                        self.last[name] = frame
-            pair = self._match()
+            pair = self.poll()
             if pair is not None:
                 yield pair
 
+    def poll(self) -> FramePair | None:
+        """Take the slots' fresh frames and return the pair they make now, if any (never waits)."""
+        with self.changed:
+            for name, slot in (("rgb", self.rgb), ("ir", self.ir)):
+                frame = slot.take()
+                if frame is not None:
+                    self.pending[name] = frame
+                    self.last[name] = frame
+        return self._match()
+
     def _match(self) -> FramePair | None:
         rgb, ir = self.pending["rgb"], self.pending["ir"]
-        now = time.monotonic()
+        now = self.clock()
         self._report_stalls(now)
         if rgb is not None and ir is not None:
             skew = abs(rgb.t_capture - ir.t_capture) * 1e3
