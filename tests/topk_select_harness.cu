@@ -90,7 +90,6 @@ public:
                 if (mState[t] == kRunnable)
                 {
                     sCurrent = this;
-                    mRunning = t;
                     swapcontext(&mMain, &mContexts[t]);
                 }
             if (allDone())
@@ -222,7 +221,6 @@ private:
     std::vector<uint32_t> mResult;
     std::function<void(int32_t)> mBody;
     ucontext_t mMain{};
-    int32_t mRunning{0};
     std::mt19937_64 mRandom;
     uint64_t mSeed;
     int64_t mTrueOr{0};

@@ -10,7 +10,7 @@
  * the scores with the same instructions, so a score is bit-identical in every pass:
  *   range     row max, finite min, NaN flag;
  *   select    per pair of branches: level-1 histogram, then refine/collect passes until every threshold is exact;
- *   output    per pair and 64-channel chunk of v: exp(s - max), the pair's normalisers and one accumulator per
+ *   output    per pair and 32-channel chunk of v: exp(s - max), the pair's normalisers and one accumulator per
  *             branch (P.V on tensor cores for float16), combined as sum_i weight_i * acc_i / Z_i.
  */
 #pragma once
@@ -312,7 +312,7 @@ public:
         ctx.sync();
     }
 
-    //! Output, one 64-channel chunk of v at a time: every pair of branches adds weight_i * acc_i / Z_i.
+    //! Output, one kVChunk-channel chunk of v at a time: every pair of branches adds weight_i * acc_i / Z_i.
     RGBIR_HD void writeOutput()
     {
         for (int32_t v0 = 0; v0 < a.dv; v0 += kVChunk)
