@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from media import write_folders  # noqa: E402  (the tests' generated RGB+IR frames)
 
 
-def export(config: str, imgsz: tuple[int, int], path: Path) -> Path:
+def export(config: str, imgsz: tuple[int, int], path: Path, batch: int | str = 1) -> Path:
     """Export in a child process: torch's OpenMP threads would otherwise keep spinning and skew the timings."""
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_export, args=(config, imgsz, path))
+    child = ctx.Process(target=_export, args=(config, imgsz, path, batch))
     child.start()
     child.join()
     if child.exitcode != 0:
@@ -41,7 +41,7 @@ def export(config: str, imgsz: tuple[int, int], path: Path) -> Path:
     return path
 
 
-def _export(config: str, imgsz: tuple[int, int], path: Path) -> None:
+def _export(config: str, imgsz: tuple[int, int], path: Path, batch: int | str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from lively import lively
 
@@ -50,7 +50,8 @@ def _export(config: str, imgsz: tuple[int, int], path: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_onnx(lively(build_model(config, nc=3), size=imgsz, batches=1), path, ExportOptions(imgsz=imgsz))
+        export_onnx(lively(build_model(config, nc=3), size=imgsz, batches=1), path,
+                    ExportOptions(imgsz=imgsz, batch=batch))
 
 
 def main() -> None:
@@ -89,7 +90,7 @@ def main() -> None:
                 post_ms.append((time.perf_counter() - start) * 1e3)
             config = PipelineConfig(model=str(model), streams=[StreamConfig(str(rgb_dir), str(ir_dir))],
                                     stats_interval=0)
-            pipe = Pipeline(config, backend=backend, log=lambda message: None)
+            pipe = Pipeline(config, backend=backend)
             start = time.perf_counter()
             stats = pipe.run()
             piped = stats.pairs / (time.perf_counter() - start)

@@ -35,7 +35,7 @@ def plugin_library(tmp_path_factory):
 
     if not (shutil.which("nvcc") and shutil.which("cmake")):
         pytest.skip("nvcc and cmake are needed to compile the plugin library")
-    return compile_library(CompileOptions(arch="75", output_dir=tmp_path_factory.mktemp("plugins")), log=lambda m: None)
+    return compile_library(CompileOptions(arch="75", output_dir=tmp_path_factory.mktemp("plugins")))
 
 
 @pytest.fixture(scope="session")

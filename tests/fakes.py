@@ -3,6 +3,8 @@ backend; sinks that record or dawdle."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 
@@ -13,6 +15,29 @@ from rgbir.metadata import InputSpec, ModelMetadata
 from rgbir.runtime.backends import Backend, TensorSpec
 from rgbir.runtime.sinks import Sink
 from rgbir.runtime.sources import Source, SourceError
+
+
+@contextlib.contextmanager
+def captured_log():
+    """rgbir's log messages while the block runs, as the command line words them without the time: 'warning: …'
+    and 'error: …' for problems, the bare message for progress."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            prefix = "error: " if record.levelno >= logging.ERROR else "warning: " \
+                if record.levelno >= logging.WARNING else ""
+            lines.append(prefix + record.getMessage())
+
+    logger, handler = logging.getLogger("rgbir"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class FakeCamera(Source):

@@ -190,7 +190,7 @@ def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path, monkeypatch):
 
     info = _gpu_or_skip()
     library = compile_library(CompileOptions(arch="".join(map(str, info.compute_capability)),
-                                         output_dir=tmp_path / "plugins"), log=lambda m: None)
+                                         output_dir=tmp_path / "plugins"))
     monkeypatch.setenv("RGBIR_PLUGIN_LIBRARY", str(library))  # the attention node maps to the plugin
     _, onnx_path = exported
     result = build_engine(onnx_path, tmp_path / "m.engine")
@@ -439,8 +439,8 @@ def test_the_pipeline_closes_the_backend_it_opened(tmp_path, monkeypatch):
     rgb_dir, ir_dir = write_folders(tmp_path, 3)
     monkeypatch.setattr(pipeline, "open_backend", lambda *a, **k: Closing())
     config = PipelineConfig(model="m.onnx", streams=[StreamConfig(str(rgb_dir), str(ir_dir))], stats_interval=0)
-    pipeline.Pipeline(config, sinks=[RecordingSink()], log=lambda m: None).run()
+    pipeline.Pipeline(config, sinks=[RecordingSink()]).run()
     assert Closing.closed == 1
     given = Closing()
-    pipeline.Pipeline(config, backend=given, sinks=[RecordingSink()], log=lambda m: None).run()
+    pipeline.Pipeline(config, backend=given, sinks=[RecordingSink()]).run()
     assert Closing.closed == 1  # a backend the caller passed in stays open for the caller

@@ -518,8 +518,7 @@ def gpu_library(tmp_path_factory):
     if os.environ.get("RGBIR_GPU_TEST_LIBRARY"):
         return find_library(os.environ["RGBIR_GPU_TEST_LIBRARY"])
     major, minor = torch.cuda.get_device_capability()
-    return compile_library(CompileOptions(arch=f"{major}{minor}", output_dir=tmp_path_factory.mktemp("gpu")),
-                         log=lambda m: None)
+    return compile_library(CompileOptions(arch=f"{major}{minor}", output_dir=tmp_path_factory.mktemp("gpu")))
 
 
 def launch(lib, q, k, v, scale, divisors, weights, stream=None, launcher=LAUNCHERS[0]):

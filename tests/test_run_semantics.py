@@ -73,7 +73,7 @@ def test_each_camera_pair_gets_its_own_video(tmp_path):
     video = tmp_path / "out" / "view.avi"
     cfg = config(sinks=SinkConfig(video=str(video)))
     cfg.streams = [StreamConfig("a", "a"), StreamConfig("b", "b")]
-    Pipeline(cfg, backend=NumpyBackend(), log=lambda m: None,
+    Pipeline(cfg, backend=NumpyBackend(),
              sources=[folder_sources(tmp_path / "a", 5), folder_sources(tmp_path / "b", 7)]).run()
     assert sorted(p.name for p in video.parent.iterdir()) == ["view-1.avi", "view.avi"]
     counts = [int(cv2.VideoCapture(str(p)).get(cv2.CAP_PROP_FRAME_COUNT)) for p in (video, video.parent / "view-1.avi")]

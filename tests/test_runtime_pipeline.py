@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fakes import FakeCamera, NumpyBackend, RecordingSink
+from fakes import FakeCamera, NumpyBackend, RecordingSink, captured_log
 from media import frame_pair, write_folders, write_videos
 from rgbir.errors import RgbirError
 from rgbir.runtime.config import PipelineConfig, SinkConfig, StreamConfig
@@ -27,13 +27,12 @@ def config(**kw):
 
 def run_live(cameras, seconds, backend=None, sink=None, **kw):
     """Run a live pipeline on fake cameras for ``seconds``, then stop it; returns (pipeline, sink, logs)."""
-    logs = []
     sink = sink or RecordingSink()
-    pipe = Pipeline(config(mode="live", **kw), backend=backend or NumpyBackend(), sources=cameras, sinks=[sink],
-                    log=logs.append)
+    pipe = Pipeline(config(mode="live", **kw), backend=backend or NumpyBackend(), sources=cameras, sinks=[sink])
     timer = threading.Timer(seconds, pipe.stop)
     timer.start()
-    pipe.run()
+    with captured_log() as logs:
+        pipe.run()
     timer.cancel()
     return pipe, sink, logs
 
@@ -106,9 +105,10 @@ def test_mismatched_resolutions_map_boxes_into_each_camera(tmp_path):
 def test_corrupt_files_are_recorded_as_failed_pairs_without_breaking_lockstep(tmp_path):
     rgb_dir, ir_dir = write_folders(tmp_path, 6)
     (ir_dir / "00002.jpg").write_bytes(b"not a jpeg")
-    sink, logs = RecordingSink(), []
-    stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
-                     ImageFolderSource(ir_dir))], sinks=[sink], log=logs.append).run()
+    sink = RecordingSink()
+    with captured_log() as logs:
+        stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
+                         ImageFolderSource(ir_dir))], sinks=[sink]).run()
     assert len(sink.records) == 6 and stats.failed == 1
     assert sink.records[2]["error"] == "corrupt ir frame" and sink.records[3]["error"] is None
     assert sink.records[3]["ir"]["seq"] == 3  # still aligned after the bad frame
@@ -123,9 +123,10 @@ def test_folders_pair_by_file_name_and_report_the_unmatched_files_once(tmp_path)
     cv2.imwrite(str(ir_dir / "00005.png"), cv2.imread(str(ir_dir / "00005.jpg")))  # same stem, other extension
     (ir_dir / "00005.jpg").unlink()
     cv2.imwrite(str(ir_dir / "zz_extra.png"), frame_pair(50)[1])
-    sink, logs = RecordingSink(), []
-    stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
-                     ImageFolderSource(ir_dir))], sinks=[sink], log=logs.append).run()
+    sink = RecordingSink()
+    with captured_log() as logs:
+        stats = Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir),
+                         ImageFolderSource(ir_dir))], sinks=[sink]).run()
     files = [(r["rgb"]["file"], r["ir"]["file"]) for r in sink.records]
     assert files == [(f"{i:05d}.jpg", f"{i:05d}.png" if i == 5 else f"{i:05d}.jpg") for i in (0, 1, 2, 4, 5, 6, 7)]
     assert stats.pairs == 7 and stats.failed == 0
@@ -143,7 +144,7 @@ def test_folders_without_a_common_file_name_are_an_error_naming_both(tmp_path):
         cv2.imwrite(str(ir_dir / f"{i:04d}.png"), ir)
     with pytest.raises(RgbirError) as error:
         Pipeline(config(), backend=NumpyBackend(), sources=[(ImageFolderSource(rgb_dir), ImageFolderSource(ir_dir))],
-                 sinks=[RecordingSink()], log=lambda m: None).run()
+                 sinks=[RecordingSink()]).run()
     message = str(error.value)
     assert "\n" not in message and str(rgb_dir) in message and str(ir_dir) in message
     assert "a_0000.png vs 0000.png" in message
@@ -153,9 +154,10 @@ def test_folders_without_a_common_file_name_are_an_error_naming_both(tmp_path):
 def test_videos_with_different_frame_rates_are_warned_about_once(tmp_path, ir_fps):
     rgb, _ = write_videos(tmp_path / "rgb", 4, fps=30.0)
     _, ir = write_videos(tmp_path / "ir", 4, fps=ir_fps)
-    sink, logs = RecordingSink(), []
-    Pipeline(config(), backend=NumpyBackend(), sources=[(VideoSource(str(rgb), "file"), VideoSource(str(ir), "file"))],
-             sinks=[sink], log=logs.append).run()
+    sink = RecordingSink()
+    with captured_log() as logs:
+        Pipeline(config(), backend=NumpyBackend(), sources=[(VideoSource(str(rgb), "file"), VideoSource(str(ir), "file"))],
+                 sinks=[sink]).run()
     warnings = [line for line in logs if "fps" in line]
     if ir_fps == 30.0:
         assert warnings == []
@@ -370,7 +372,7 @@ def test_a_crashing_source_is_reported_not_taken_for_the_end(tmp_path):
     rgb_dir, ir_dir = write_folders(tmp_path, 6)
     with pytest.raises(RgbirError, match="capture failed: .*driver bug"):
         Pipeline(config(), backend=NumpyBackend(), sources=[(Crashing(rgb_dir), ImageFolderSource(ir_dir))],
-                 sinks=[RecordingSink()], log=lambda m: None).run()
+                 sinks=[RecordingSink()]).run()
 
 
 def test_a_normal_run_ends_as_soon_as_the_sources_do(tmp_path):

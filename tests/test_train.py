@@ -54,8 +54,7 @@ def test_training_overfits_a_few_scenes(tmp_path):
     model = build_model("yolo11n-mm-mid", names=["person", "car", "sign"])
     # 400 steps: task-aligned targets scale with the IoU already reached, so small objects start slowly
     ema = train(model, data, TrainConfig(epochs=400, batch=6, imgsz=(96, 128), lr=4e-3, warmup_steps=5,
-                                         flip=0.0, brightness=0.0), output=tmp_path / "m.safetensors",
-                log=lambda m: None)
+                                         flip=0.0, brightness=0.0), output=tmp_path / "m.safetensors")
     result = validate(TorchBackend(ema, imgsz=(96, 128)), str(data))
     assert result.ap.map50 > 0.9 and result.ap.map > 0.8, result.ap.per_class()
     reloaded = load(tmp_path / "m.safetensors")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -17,13 +18,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from ..preflight import writable_file
     from ..trt import EngineOptions, build_engine
-
-    console = Console()
     output = writable_file(args.output or Path(args.onnx).with_suffix(".engine"), "engine file")  # before the build
     result = build_engine(args.onnx, output, EngineOptions.from_args(args), console=console)
     for note in result.notes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -23,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     ir, rgb, ir_size, rgb_size, kind = load_points(readable_file(args.points, "points file"))
     reg = estimate(ir, rgb, ir_size, rgb_size, args.kind or kind)
     reg.save(args.output)
-    print(f"{reg.kind} from {len(ir)} point pairs: RMS reprojection error {reg.reprojection_error:.3f} px "
+    console.print(f"{reg.kind} from {len(ir)} point pairs: RMS reprojection error {reg.reprojection_error:.3f} px "
           f"(RGB pixels); wrote {args.output}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -14,13 +15,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from ..export.check import check_onnx
 
     report = check_onnx(args.onnx)
-    console = Console()
     if report.findings:
         table = Table(title=f"TensorRT check: {args.onnx}")
         for column in ("severity", "node", "finding"):

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import warnings
 from pathlib import Path
 
+from rich.console import Console
+
 from ..errors import RgbirError
+
+# results (tables, summaries, written files) go to stdout through this one console, plain text (no markup, so
+# file names with brackets print as they are); messages go to the 'rgbir' logger (stderr, rgbir.log)
+console = Console(markup=False, highlight=False, soft_wrap=True)
+log = logging.getLogger("rgbir.cli")
 
 
 def class_names(text: str) -> list[str] | dict:
@@ -124,7 +130,7 @@ def load_model(args: argparse.Namespace):
         check_architecture_flags(args, model.checkpoint.format)
     for w in caught:
         if issubclass(w.category, CheckpointWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
+            log.warning(str(w.message))
         else:  # not ours: shown as Python would have
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return model

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from .common import console, log
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo-yolo11n-mm-msc.safetensors"
 
@@ -46,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     imgsz = tuple(meta.get("demo", {}).get("imgsz", (160, 192)))
     clip_dir = cache / f"clip-{args.frames}"
     if not (clip_dir / "ir.avi").is_file():
-        print(f"writing a synthetic {args.frames}-frame RGB+IR clip to {clip_dir}")
+        log.info(f"writing a synthetic {args.frames}-frame RGB+IR clip to {clip_dir}")
         write_clip(clip_dir, frames=args.frames, config=SceneConfig(size=(2 * imgsz[0], 2 * imgsz[1]), seed=11))
     onnx_path = cache / f"demo-{file_sha256(args.weights)[:12]}.onnx"
     if not onnx_path.is_file():
-        print(f"exporting {args.weights.name} to {onnx_path}")
+        log.info(f"exporting {args.weights.name} to {onnx_path}")
         with quiet_torch_export():
-            export_onnx(load(args.weights), onnx_path, ExportOptions(imgsz=imgsz), log=lambda line: print("  " + line))
+            export_onnx(load(args.weights), onnx_path, ExportOptions(imgsz=imgsz))
     args.output.mkdir(parents=True, exist_ok=True)
     config = PipelineConfig(model=str(onnx_path), streams=[StreamConfig(str(clip_dir / "rgb.avi"),
                                                                         str(clip_dir / "ir.avi"))],
@@ -60,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
                             sinks=SinkConfig(json=str(args.output / "detections.jsonl"),
                                              video=str(args.output / "demo.avi"), video_fps=15.0))
     print_stats(Pipeline(config).run())
-    print(f"wrote {args.output / 'demo.avi'} (RGB | IR side by side), {args.output / 'detections.jsonl'}, "
+    console.print(f"wrote {args.output / 'demo.avi'} (RGB | IR side by side), {args.output / 'detections.jsonl'}, "
           f"{args.output / 'stats.json'}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -15,8 +16,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
-
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -24,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     checks = run_checks()
     if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=2))
+        console.print(json.dumps([asdict(c) for c in checks], indent=2))
         return 0
     table = Table(title="rgbir doctor")
     for column in ("component", "status", "detail", "fix"):
@@ -32,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     colours = {"ok": "green", "warn": "yellow", "missing": "red"}
     for c in checks:
         table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", escape(c.detail), escape(c.hint))
-    Console().print(table)
+    console.print(table)
     return 0

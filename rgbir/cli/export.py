@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_arguments, load_model, quiet_torch_export
+from .common import add_model_arguments, console, load_model, quiet_torch_export
 
 NMS_FLAGS = {"max_det": "--max-det", "iou": "--iou", "conf": "--conf"}
 
@@ -35,8 +35,6 @@ def check_given(given: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ..export import ExportOptions, export_onnx
     from ..preflight import writable_file
 
@@ -44,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     check_given(given)  # before torch loads: a flag the export would ignore fails at once
     options = ExportOptions(**given)
     options.validate()
-    console = Console()
     output = writable_file(args.output or Path(Path(args.model).stem + ".onnx"), "ONNX file")
     console.print(f"exporting {args.model} → {output}", soft_wrap=True)
     model = load_model(args)
     with quiet_torch_export():
-        result = export_onnx(model, output, options, log=lambda line: console.print("  " + line))
+        result = export_onnx(model, output, options)
+    for stage, seconds in result.seconds.items():
+        console.print(f"  {stage:<12} {seconds:6.2f} s")
     console.print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB), {result.metadata.precision}, "
                   f"attention op: {result.metadata.attention_op}", soft_wrap=True)
     for kind, values in (("input ", result.inputs), ("output", result.outputs)):

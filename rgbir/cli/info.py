@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, load_model
+from .common import add_model_arguments, console, load_model
 from ..options import image_size
 
 
@@ -18,14 +18,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from ..models.summary import summarize
 
     model = load_model(args)
     summary = summarize(model, args.imgsz)
-    console = Console()
     if not args.brief:
         table = Table(title=f"{summary.name} layers", show_lines=False)
         for column, justify in (("#", "right"), ("from", "right"), ("n", "right"), ("params", "right"),

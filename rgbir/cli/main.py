@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from ..errors import RgbirError
+from ..log import configure as configure_logging
 from . import build, calibrate, check, demo, doctor, export, info, parity, plugins, run, train, val
 
 COMMANDS = (demo, info, export, check, parity, build, run, calibrate, train, val, plugins, doctor)
@@ -19,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rgbir {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_const", const=1, default=0, dest="verbosity",
+                          help="also show debug messages")
+    loudness.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                          help="show warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
@@ -37,6 +43,7 @@ def describe(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbosity)
     try:
         return args.run(args) or 0
     except (RgbirError, OSError, ValueError) as e:  # OSError/ValueError: a file or value no check foresaw

@@ -4,6 +4,7 @@ agreement and (with --data) mAP. With both an ONNX file and --engine, ONNX Runti
 from __future__ import annotations
 
 import argparse
+from .common import console, log
 
 
 def add_parser(sub) -> None:
@@ -41,8 +42,6 @@ def print_report(console, report, match_iou: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ..errors import RgbirError
     from ..models import is_weights_file, open_model
     from ..parity import compare, image_inputs, model_mismatch, random_inputs
@@ -73,11 +72,9 @@ def run(args: argparse.Namespace) -> int:
             raise RgbirError(f"{args.model} and {path} are different models ({why}): compare a model with its "
                              "own export")
     pairs = [(reference, c) for c in candidates] + ([tuple(candidates)] if len(candidates) == 2 else [])
-
-    console = Console()
     for backend in candidates:
         for warning in backend.warnings:
-            console.print(f"warning: {warning}", soft_wrap=True)
+            log.warning(warning)
     passed = True
     for ref, cand in pairs:
         report = compare(ref, cand, inputs, cand.metadata, args.match_iou)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,7 @@ def run_compile(args: argparse.Namespace) -> int:
     if args.output_dir:
         options.output_dir = args.output_dir
     path = compile_library(options)
-    print(f"compiled {path}\nload it with rgbir.plugins.load(), trtexec --dynamicPlugins={path}, or "
+    console.print(f"compiled {path}\nload it with rgbir.plugins.load(), trtexec --dynamicPlugins={path}, or "
           f"RGBIR_PLUGIN_LIBRARY={path}")
     return 0
 
@@ -40,9 +41,9 @@ def run_info(args: argparse.Namespace) -> int:
 
     trt = tensorrt_module()
     path = register_plugins(args.library, trt)
-    print(f"library: {path}")
+    console.print(f"library: {path}")
     for creator in trt.get_plugin_registry().all_creators:
         if creator.plugin_namespace == "rgbir":
             fields = ", ".join(f"{f.name}:{f.type.name}" for f in creator.field_names)
-            print(f"  {creator.plugin_namespace}::{creator.name} v{creator.plugin_version} ({fields})")
+            console.print(f"  {creator.plugin_namespace}::{creator.name} v{creator.plugin_version} ({fields})")
     return 0

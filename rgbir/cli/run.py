@@ -5,6 +5,7 @@ Exit code 0 when the sources end or --max-frames/--duration is reached, 130 afte
 from __future__ import annotations
 
 import argparse
+from .common import console
 
 
 def add_parser(sub) -> None:
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
 def print_stats(stats) -> None:
     """The final statistics table of a run."""
-    from rich.console import Console
     from rich.table import Table
 
     s = stats.summary()
@@ -86,7 +86,6 @@ def print_stats(stats) -> None:
     rows += [(f"{stage} (ms/pair)", v) for stage, v in s["stages_ms"].items()]
     for name, v in rows:
         table.add_row(name, *(f"{v.get(k, 0):.2f}" for k in ("mean", "p50", "p95", "p99")))
-    console = Console()
     console.print(table)
     console.print(f"detections: {s['detections']}, failed pairs: {s['failed']}", soft_wrap=True)
     for key, value in s["counters"].items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, load_model
+from .common import add_model_arguments, console, load_model
 from ..options import image_size
 
 
@@ -39,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
     model.names = dict(names)
     config = TrainConfig(epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, lr=args.lr, seed=args.seed)
     train(model, args.data, config, args.output)
-    print(f"saved {args.output}")
+    console.print(f"saved {args.output}")
     return 0

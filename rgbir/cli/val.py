@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from .common import console, log
 
 
 
@@ -22,7 +23,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from ..eval.validate import validate
@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     readable_file(args.data, "dataset file")
     backend = open_backend(args.model, **PipelineConfig.given(args, only=(*BACKEND_OPTIONS, "imgsz")))
-    console = Console()
     for warning in backend.warnings:
-        console.print(f"warning: {warning}", soft_wrap=True)
+        log.warning(warning)
     result = validate(backend, args.data, args.split, args.conf, args.iou, args.blank)
     table = Table(title=f"{args.model} on {args.data} ({args.split}, {result.images} images, "
                         f"{result.instances} instances{', ' + args.blank + ' blanked' if args.blank else ''})")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
 import torch
@@ -25,6 +25,7 @@ from ..options import CommandLineOptions, image_size, option
 from . import nms, topk_function
 from .prepare import ExportWrapper, prepare
 
+log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
@@ -97,13 +98,8 @@ class ExportResult:
     size_bytes: int = 0
 
 
-def export_onnx(
-    model: Detector,
-    path: str | Path,
-    options: ExportOptions | None = None,
-    log: Callable[[str], None] = lambda message: None,
-) -> ExportResult:
-    """Export ``model`` to ``path``; ``log`` receives one line per finished stage."""
+def export_onnx(model: Detector, path: str | Path, options: ExportOptions | None = None) -> ExportResult:
+    """Export ``model`` to ``path``, logging each stage as it finishes (``ExportResult.seconds`` keeps the times)."""
     options = options or ExportOptions()
     options.validate()
     path = Path(path)
@@ -118,7 +114,7 @@ def export_onnx(
         except Exception as e:  # the exporters raise many types; name the stage and the cause in one line
             raise RgbirError(f"{name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from e
         seconds[name] = time.perf_counter() - start
-        log(f"{name:<12} {seconds[name]:6.2f} s")
+        log.info(f"{name:<12} {seconds[name]:6.2f} s")
         return value
 
     net = stage("prepare", lambda: prepare(model, ir_channels=options.ir_channels,

@@ -3,6 +3,7 @@ GPU architectures, and put the library where ``rgbir.plugins.load()`` finds it."
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from ..errors import RgbirError
 from ..files import cache_dir
 from .loader import LIBRARY_NAME
 
+log = logging.getLogger(__name__)
 SOURCE_DIR = Path(__file__).parent / "csrc"
 KERNEL_LENS = "2.0.1"  # the wheel whose public TensorRT headers are the fallback
 ARCH_PRESETS = {
@@ -114,16 +116,16 @@ def cuda_architectures(arch: str) -> str:
     return ";".join(parts)
 
 
-def compile_library(options: CompileOptions, log=print) -> Path:
+def compile_library(options: CompileOptions) -> Path:
     """Compile and install the library; returns its path."""
     include, origin = find_tensorrt_include(options.tensorrt_include)
     nvcc = find_nvcc()
     archs = cuda_architectures(options.arch)
     if shutil.which("cmake") is None:
         raise RgbirError("cmake not found: install CMake >= 3.24")
-    log(f"TensorRT headers: {include} ({origin})")
-    log(f"CUDA compiler:    {nvcc}")
-    log(f"architectures:    {archs}")
+    log.info(f"TensorRT headers: {include} ({origin})")
+    log.info(f"CUDA compiler:    {nvcc}")
+    log.info(f"architectures:    {archs}")
     build_dir = options.build_dir or Path(tempfile.mkdtemp(prefix="rgbir-plugins-"))
     output_dir = Path(options.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

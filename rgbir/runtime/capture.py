@@ -8,6 +8,7 @@ queued), and are reopened with exponential backoff when they fail.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,6 +19,7 @@ import numpy as np
 from .frames import Frame
 from .sources import Source, SourceError
 
+log = logging.getLogger(__name__)
 END = None  # end-of-stream marker on file queues
 
 
@@ -102,10 +104,10 @@ class CaptureThread(threading.Thread):
     """Reads one source until it ends or ``stop`` is set."""
 
     def __init__(self, source: Source, outbox: FrameQueue | LatestSlot, stop: threading.Event,
-                 log: Callable[[str], None], convert: Callable[[np.ndarray], np.ndarray] | None = None,
-                 max_backoff: float = 8.0, period: float | None = None):
+                 convert: Callable[[np.ndarray], np.ndarray] | None = None, max_backoff: float = 8.0,
+                 period: float | None = None):
         super().__init__(name=f"capture {source.name}", daemon=True)
-        self.source, self.outbox, self.stop_event, self.log = source, outbox, stop, log
+        self.source, self.outbox, self.stop_event = source, outbox, stop
         self.convert = convert
         self.period = period  # seconds between frames when paced (--realtime); None: read at full speed
         self.started = 0.0
@@ -120,7 +122,7 @@ class CaptureThread(threading.Thread):
             self._loop()
         except Exception as e:  # a source failing in an unforeseen way must not kill the pipeline silently
             self.error = f"{self.source.name}: {type(e).__name__}: {e}"
-            self.log(f"capture stopped: {self.error}")
+            log.error(f"capture stopped: {self.error}")
         finally:
             self.source.close()
             self.outbox.close()
@@ -142,7 +144,7 @@ class CaptureThread(threading.Thread):
                 self.corrupt += 1
                 named = f" ({file})" if file else ""
                 outcome = "skipped" if self.source.live else "recorded as a failed pair"
-                self.log(f"{self.source.name}: corrupt frame #{self.seq}{named} {outcome}")
+                log.info(f"{self.source.name}: corrupt frame #{self.seq}{named} {outcome}")
                 if self.source.live:
                     continue
                 image = None  # file mode: keep lockstep, the pair is recorded as failed
@@ -158,15 +160,15 @@ class CaptureThread(threading.Thread):
 
     def _reconnect(self) -> None:
         delay = 0.25
-        self.log(f"{self.source.name}: no frame; reconnecting")
+        log.warning(f"{self.source.name}: no frame; reconnecting")
         while not self.stop_event.is_set():
             self.source.close()
             try:
                 self.source.open()
                 self.reconnects += 1
-                self.log(f"{self.source.name}: reconnected")
+                log.info(f"{self.source.name}: reconnected")
                 return
             except SourceError as e:
-                self.log(f"{self.source.name}: {e}; retry in {delay:.2f} s")
+                log.info(f"{self.source.name}: {e}; retry in {delay:.2f} s")
             self.stop_event.wait(delay)
             delay = min(delay * 2, self.max_backoff)

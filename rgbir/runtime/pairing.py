@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Callable, Iterator
 from ..options import CommandLineOptions, option
 from .capture import END, FrameQueue, LatestSlot
 from .frames import Frame, FramePair
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,8 +37,7 @@ class PairingConfig(CommandLineOptions):
             raise ValueError("pairing tolerance and stall time must be positive")
 
 
-def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: threading.Event,
-                  log: Callable[[str], None]) -> Iterator[FramePair]:
+def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: threading.Event) -> Iterator[FramePair]:
     """Yield pairs until either side ends (saying how many frames the other side had left)."""
     while True:
         a = rgb.get()
@@ -43,10 +45,10 @@ def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: thr
         if a is END or (ir is not None and b is END):
             if ir is not None and (a is END) != (b is END) and not stop.is_set():
                 longer = "IR" if a is END else "RGB"
-                log(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
+                log.warning(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
             return
         if b is not None and a.seq != b.seq:  # both sides number every frame: never pair across a gap
-            log(f"stream {stream}: RGB frame {a.seq} and IR frame {b.seq} are out of step; stopping this stream")
+            log.error(f"stream {stream}: RGB frame {a.seq} and IR frame {b.seq} are out of step; stopping this stream")
             return
         yield FramePair(stream, a, b)
 
@@ -56,9 +58,9 @@ class LivePairer:
     too) decides when a silent camera counts as stalled."""
 
     def __init__(self, stream: int, rgb: LatestSlot, ir: LatestSlot, changed: threading.Condition,
-                 config: PairingConfig, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+                 config: PairingConfig, clock: Callable[[], float] = time.monotonic):
         self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, changed
-        self.config, self.log, self.clock = config, log, clock
+        self.config, self.clock = config, clock
         self.skew_rejects = 0
         self.stall_drops = 0
         self.stalled: set[str] = set()
@@ -124,7 +126,7 @@ class LivePairer:
                 self.stalled.add(name)
                 policy = ("pairing with its last frame for up to "
                           f"{self.config.reuse_ms:.0f} ms" if self.config.stall_policy == "reuse" else "waiting")
-                self.log(f"stream {self.stream}: the {name.upper()} camera has stalled; {policy}")
+                log.warning(f"stream {self.stream}: the {name.upper()} camera has stalled; {policy}")
             elif not silent and name in self.stalled:
                 self.stalled.discard(name)
-                self.log(f"stream {self.stream}: the {name.upper()} camera is back")
+                log.info(f"stream {self.stream}: the {name.upper()} camera is back")

@@ -8,13 +8,12 @@ and close the files (``interrupted`` then names the signal, for the exit code).
 
 from __future__ import annotations
 
+import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import RgbirError
 from .backends import Backend, open_backend
@@ -30,15 +29,13 @@ from .sources import Source, match_by_stem, open_source, rate_mismatch
 from .stages import DONE, Stages
 from .stats import Stats
 
+log = logging.getLogger(__name__)
+
 def _settings(config: PipelineConfig, detect: DetectSettings) -> dict:
     """The run's settings as recorded with its statistics (AGC, pairing, the thresholds in effect, …)."""
     from dataclasses import asdict
 
     return {**asdict(config), **asdict(detect)}
-
-
-def stderr_log(message: str) -> None:
-    print(f"[rgbir {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -55,10 +52,9 @@ class Pipeline:
     """``Pipeline(config).run()`` processes until the sources end or ``stop()`` (or Ctrl-C); returns Stats."""
 
     def __init__(self, config: PipelineConfig, backend: Backend | None = None,
-                 sources: list[tuple[Source, Source | None]] | None = None, sinks: list[Sink] | None = None,
-                 log: Callable[[str], None] = stderr_log):
+                 sources: list[tuple[Source, Source | None]] | None = None, sinks: list[Sink] | None = None):
         config.validate()
-        self.config, self.log = config, log
+        self.config = config
         self.stop_event = threading.Event()
         self.interrupted: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run, if one did
         self.sources = sources or [(open_source(s.rgb), open_source(s.ir, raw=True, fourcc=s.ir_fourcc)
@@ -135,7 +131,7 @@ class Pipeline:
                 sinks.append(WindowSink(self.stop_event))
             if c.mjpeg_port is not None:
                 sinks.append(MjpegSink(c.mjpeg_port))
-                self.log(f"MJPEG preview on http://127.0.0.1:{sinks[-1].port}/")
+                log.info(f"MJPEG preview on http://127.0.0.1:{sinks[-1].port}/")
         except Exception:
             for sink in sinks:
                 sink.close()
@@ -175,7 +171,7 @@ class Pipeline:
                 interval = self.config.stats_interval
                 if interval and time.monotonic() - last_line >= interval:
                     self._collect_counters()
-                    self.log(self.stats.line())
+                    log.info(self.stats.line())
                     last_line = time.monotonic()
         finally:
             self.stop_event.set()
@@ -210,7 +206,7 @@ class Pipeline:
         """SIGINT/SIGTERM: a flag, not an exception, so no record is ever half-written."""
         if self.interrupted is None:
             self.interrupted = signum
-            self.log(f"stopping ({signal.Signals(signum).name}): finishing the pairs in flight")
+            log.info(f"stopping ({signal.Signals(signum).name}): finishing the pairs in flight")
         self.stop_event.set()
 
     def _install_signals(self):
@@ -268,18 +264,18 @@ class Pipeline:
             else:
                 size = self.config.queue_size
                 outboxes = (FrameQueue(size, self.stop_event), FrameQueue(size, self.stop_event) if ir else None)
-            captures = [CaptureThread(rgb, outboxes[0], self.stop_event, self.log, period=rgb_period)]
+            captures = [CaptureThread(rgb, outboxes[0], self.stop_event, period=rgb_period)]
             if ir is not None:
-                captures.append(CaptureThread(ir, outboxes[1], self.stop_event, self.log, convert=thermal,
+                captures.append(CaptureThread(ir, outboxes[1], self.stop_event, convert=thermal,
                                               period=ir_period))
             stream = _Stream(i, rgb, ir, captures)
             if self.live and ir is not None:
-                stream.live_pairer = LivePairer(i, outboxes[0], outboxes[1], changed, self.config.pairing, self.log)
+                stream.live_pairer = LivePairer(i, outboxes[0], outboxes[1], changed, self.config.pairing)
                 pairs = stream.live_pairer.pairs(self.stop_event)
             elif self.live:
                 pairs = self._single_live(i, outboxes[0])
             else:
-                pairs = pair_lockstep(i, outboxes[0], outboxes[1], self.stop_event, self.log)
+                pairs = pair_lockstep(i, outboxes[0], outboxes[1], self.stop_event)
             stream.pairer = self.stages.add_stream(pairs)
             self.streams.append(stream)
         for stream in self.streams:
@@ -291,7 +287,7 @@ class Pipeline:
     def _warn(self, warning: str | None) -> None:
         """Log what the user should know about the sources (once, as the run starts)."""
         if warning:
-            self.log(f"warning: {warning}")
+            log.warning(warning)
 
     def _single_live(self, stream: int, slot: LatestSlot):
         while not self.stop_event.is_set() and not slot.closed:

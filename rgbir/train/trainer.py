@@ -5,11 +5,11 @@ with linear warm-up and cosine decay; an exponential moving average of the weigh
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -20,6 +20,8 @@ from ..metadata import InputSpec
 from ..models import Detector, save
 from ..runtime.preprocess import letterbox, to_input
 from .loss import DetectionLoss
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,8 +88,7 @@ class PairedBatches:
                    torch.from_numpy(np.concatenate(targets)).float())
 
 
-def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None,
-          log: Callable[[str], None] = print) -> Detector:
+def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None) -> Detector:
     """Train ``model`` on the dataset's train split; returns the EMA model (also saved to ``output``)."""
     torch.manual_seed(config.seed)
     batches = PairedBatches(load_dataset(data, "train"), config, model.ir_channels)
@@ -125,7 +126,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
             sums += parts
             step += 1
         box, cls, dfl = (sums / len(batches)).tolist()
-        log(f"epoch {epoch + 1}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} "
+        log.info(f"epoch {epoch + 1}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} "
             f"({time.perf_counter() - start:.1f} s)")
     ema.eval()
     if output is not None:
