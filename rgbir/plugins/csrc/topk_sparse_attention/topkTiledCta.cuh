@@ -254,10 +254,11 @@ public:
             stage(qTile(), L.qPitch, q, a.d, L.rows, rowsValid, 0, L.qCols, a.d);
     }
 
-    //! Pass 1: each row's max, finite min and NaN flag (poisoned rows, and rows past N, skip selection).
-    RGBIR_HD void findRanges()
+    //! One selection sweep over all keys: ``visit(e, score)`` for every valid score this thread holds (``e``: its
+    //! element of the 16x8 fragment; rows ``p.row(e)``). Every sweep recomputes the scores the same way.
+    template <typename Visit>
+    RGBIR_HD void forEachScore(Visit visit)
     {
-        RowRange r[2] = {emptyRange(), emptyRange()};
         float s[4][4];
         for (int32_t key0 = 0; key0 < a.n1; key0 += kKeyTile)
         {
@@ -265,8 +266,15 @@ public:
             for (int32_t nt = 0; nt < 4; ++nt)
                 for (int32_t e = 0; e < 4; ++e)
                     if (keyValid(key0, nt, e))
-                        addScore(r[e >> 1], s[nt][e]);
+                        visit(e, s[nt][e]);
         }
+    }
+
+    //! Pass 1: each row's max, finite min and NaN flag (poisoned rows, and rows past N, skip selection).
+    RGBIR_HD void findRanges()
+    {
+        RowRange r[2] = {emptyRange(), emptyRange()};
+        forEachScore([&](int32_t e, float score) { addScore(r[e >> 1], score); });
         RowRange* partial = partialRanges();
         for (int32_t i = 0; i < 2; ++i)
         {
@@ -417,22 +425,15 @@ private:
             lb[i] = linearBins(r.minFinite, r.max, L.bins1);
             active[i] = !poisoned(r);
         }
-        float s[4][4];
-        for (int32_t key0 = 0; key0 < a.n1; key0 += kKeyTile)
-        {
-            scores(key0, s, -1);
-            for (int32_t nt = 0; nt < 4; ++nt)
-                for (int32_t e = 0; e < 4; ++e)
-                {
-                    int32_t const i = e >> 1;
-                    if (active[i] && keyValid(key0, nt, e) && s[nt][e] >= lb[i].lo)
-                    {
-                        Counts const h{rowRegion(p.row(e)), L.narrow != 0};
-                        int32_t const bin = binOf(lb[i], s[nt][e]);
-                        ctx.atomicAdd(h.word(bin), h.one(bin));
-                    }
-                }
-        }
+        forEachScore([&](int32_t e, float score) {
+            int32_t const i = e >> 1;
+            if (active[i] && score >= lb[i].lo)
+            {
+                Counts const h{rowRegion(p.row(e)), L.narrow != 0};
+                int32_t const bin = binOf(lb[i], score);
+                ctx.atomicAdd(h.word(bin), h.one(bin));
+            }
+        });
         ctx.sync();
     }
 
@@ -501,15 +502,7 @@ private:
         for (int32_t i = 0; i < 2; ++i)
             for (int32_t j = 0; j < kMaxSlots; ++j)
                 mine[i][j] = probeOf(slots()[p.row(2 * i) * kMaxSlots + j]);
-        float s[4][4];
-        for (int32_t key0 = 0; key0 < a.n1; key0 += kKeyTile)
-        {
-            scores(key0, s, -1);
-            for (int32_t nt = 0; nt < 4; ++nt)
-                for (int32_t e = 0; e < 4; ++e)
-                    if (keyValid(key0, nt, e))
-                        visitRefine(mine[e >> 1], p.row(e), orderKey(s[nt][e]));
-        }
+        forEachScore([&](int32_t e, float score) { visitRefine(mine[e >> 1], p.row(e), orderKey(score)); });
         ctx.sync();
         int32_t const warps = L.threads / 32;
         for (int32_t i = p.warp; i < L.rows * kMaxSlots; i += warps)
