@@ -57,7 +57,7 @@ class ModelMetadata:
     batch: int | None  # None: dynamic
     inputs: list[InputSpec]
     strides: list[float]
-    precision: str = "fp32"  # weights/activations: "fp32" | "fp16"
+    precision: str = "fp32"  # weights/activations: "fp32" | "fp16" | "int8" (Q/DQ, rgbir quantize; float I/O)
     io_dtype: str = "fp32"
     normalization: dict[str, Any] = field(default_factory=lambda: {"scale": 1 / 255, "mean": 0.0, "std": 1.0})
     letterbox: dict[str, Any] = field(default_factory=lambda: {"pad_value": 114, "center": True})

@@ -39,6 +39,15 @@ Transpose Trilu Unique Unsqueeze Upsample Where Xor
 """.split())
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Split", "Slice",
+                           "Concat", "Gather", "Cast"})  # ops that hand a tensor on with its values unchanged
+# What TensorRT quantizes to: INT8 and FP8 (activations and weights), INT4 and FP4 (weights only).
+QUANTIZED_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN})
+WEIGHT_ONLY_TYPES = frozenset({onnx.TensorProto.INT4, getattr(onnx.TensorProto, "FLOAT4E2M1", onnx.TensorProto.INT4)})
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
 @dataclass
 class Finding:
     severity: str  # "error" | "warning" | "info"
@@ -77,6 +86,10 @@ class _Graph:
                                                   for d in t.shape.dim])
         self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
         self.producer = {o: n for n in graph.node for o in n.output}
+        self.users: dict[str, list] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.users.setdefault(i, []).append(n)
         self.opsets = {o.domain: o.version for o in model.opset_import}
 
     def value(self, name: str, depth: int = 0):
@@ -142,6 +155,8 @@ def check_onnx(path: str | Path) -> CheckReport:
             elif int(np.max(k)) > TOPK_MAX_K:
                 add(Finding("error", name, f"TopK K={int(np.max(k))} exceeds TensorRT's limit of {TOPK_MAX_K}: "
                             "export without --inline-attention and load the rgbir plugin"))
+        elif node.op_type in QDQ_OPS:
+            _check_qdq(node, name, g, add)
         elif node.op_type in ("Conv", "ConvTranspose") and g.value(node.input[1]) is None:
             if not _is_quantized_weight(node.input[1], g):
                 add(Finding("error", name, f"{node.op_type} weights are computed at run time; TensorRT needs "
@@ -164,10 +179,83 @@ def check_onnx(path: str | Path) -> CheckReport:
     if meta is not None and meta.precision == "fp16":
         add(Finding("info", "model", "FP16 graph: 'rgbir build' (--precision auto) builds it strongly typed, so it "
                                     "stays FP16 on TensorRT 10 and 11"))
+    if meta is not None and meta.precision == "int8":
+        add(Finding("info", "model", "INT8 Q/DQ graph: 'rgbir build' (--precision auto) builds it strongly typed on "
+                                    "TensorRT 10 and 11 (layers without Q/DQ compute in FP32)"))
     return report
 
 
+def quantized_inputs(node, producer: dict) -> list[str]:
+    """Inputs of ``node`` that come from a QuantizeLinear/DequantizeLinear, directly or through ops that only
+    move data (Reshape, Transpose, Split, ...)."""
+    def quantized(name: str, depth: int = 0) -> bool:
+        source = producer.get(name)
+        if source is None or depth > 16:
+            return False
+        if source.op_type in QDQ_OPS:
+            return True
+        return source.op_type in DATA_MOVEMENT and any(quantized(i, depth + 1) for i in source.input if i)
+
+    return [i for i in node.input if i and quantized(i)]
+
+
+def _quantized_type(node, g: _Graph) -> int | None:
+    """The integer/FP8 type a Q produces or a DQ reads (from the zero point, the constant or inferred types)."""
+    zero_point = g.constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if zero_point is not None:
+        return onnx.helper.np_dtype_to_tensor_dtype(zero_point.dtype)
+    tensor = node.output[0] if node.op_type == "QuantizeLinear" else node.input[0]
+    if tensor in g.constants:
+        return onnx.helper.np_dtype_to_tensor_dtype(g.constants[tensor].dtype)
+    return g.shapes.get(tensor, (None, None))[0]
+
+
+def _weight(node, g: _Graph):
+    """The constant weight a DQ dequantizes (an INT8 initializer, or a float one behind a Q), else None."""
+    source = g.producer.get(node.input[0])
+    name = source.input[0] if source is not None and source.op_type == "QuantizeLinear" else node.input[0]
+    return g.constants.get(name)
+
+
+def _output_channel_axis(user, rank: int) -> int:
+    """Where a weighted op keeps its output channels in its weight: Conv 0, ConvTranspose 1, Gemm 0 with transB
+    (else 1), MatMul the last axis."""
+    if user.op_type == "Gemm":
+        return 0 if any(a.name == "transB" and a.i for a in user.attribute) else 1
+    return {"Conv": 0, "ConvTranspose": 1}.get(user.op_type, rank - 1)
+
+
+def _check_qdq(node, name, g: _Graph, add) -> None:
+    zero_point = g.constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if zero_point is not None and np.any(zero_point != 0):
+        add(Finding("error", name, "asymmetric quantization (a non-zero zero point): TensorRT takes symmetric "
+                    "INT8 only; quantize with zero points 0 ('rgbir quantize', or ORT's ActivationSymmetric and "
+                    "WeightSymmetric)"))
+    weight = _weight(node, g) if node.op_type == "DequantizeLinear" else None
+    kind = _quantized_type(node, g)
+    allowed = QUANTIZED_TYPES | (WEIGHT_ONLY_TYPES if weight is not None else frozenset())
+    if kind is not None and kind not in allowed:
+        what = onnx.TensorProto.DataType.Name(kind)
+        add(Finding("error", name, f"{node.op_type} of {what}: TensorRT quantizes to INT8 or FP8 (INT4/FP4 weights "
+                    "only)" + ("; keep biases float (ORT: QuantizeBias off)" if kind == onnx.TensorProto.INT32 else
+                               "; quantize to INT8 (ORT: QuantType.QInt8)")))
+    scale = g.constants.get(node.input[1])
+    if weight is None or scale is None or scale.size <= 1:
+        return
+    attrs = {a.name: a.i for a in node.attribute}
+    axis = attrs.get("axis", 1) % weight.ndim
+    for user in g.users.get(node.output[0], []):
+        expected = _output_channel_axis(user, weight.ndim)
+        if user.op_type in WEIGHTED_OPS and user.input[1] == node.output[0] and axis != expected:
+            given = f"axis {attrs['axis']}" if "axis" in attrs else "no axis attribute (ONNX's default 1)"
+            add(Finding("error", name, f"per-channel weight scales with {given}: TensorRT needs the output-channel "
+                        f"axis {expected} of {user.op_type} {user.name or user.output[0]}"))
+
+
 def _check_attention(node, name, g: _Graph, add) -> None:
+    for tensor in quantized_inputs(node, g.producer):
+        add(Finding("error", name, f"input {tensor} comes from a Q/DQ: the TensorRT plugin takes float inputs; keep "
+                    "the attention's producers in float (rgbir quantize does)"))
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     divisors = list(attrs.get("k_divisors", []))
     if not divisors or any(d < 1 for d in divisors) or len(divisors) != len(attrs.get("weights", [])):

@@ -5,6 +5,11 @@ INT8 calibrators (``IBuilderConfig.int8_calibrator``): every network is strongly
 the ONNX (an fp16 export, or Q/DQ nodes for INT8). TensorRT 10 still has both, plus the opt-in
 ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (deprecated and ignored in 11, so not set there).
 
+An INT8 ONNX with QuantizeLinear/DequantizeLinear nodes ('rgbir quantize', metadata precision "int8") is built as
+it is, strongly typed, on both: explicit quantization needs no precision flag and no calibrator (TensorRT's
+"Explicit Quantization": use it with strong typing). On TensorRT 10, ``--precision fp16`` builds it weakly typed
+with the INT8 and FP16 flags instead, so that the layers without Q/DQ may run in FP16 rather than FP32.
+
 How the ONNX parser imports a node that has both a local function and a registered plugin depends on its
 generation (onnx-tensorrt sources, TensorRT changelog): 9.0-10.6 the function always wins, so it is removed for
 the node to reach the plugin; 10.7-10.14 the plugin wins; 10.15+ and 11.x the plugin wins only if the node carries
@@ -14,7 +19,7 @@ a ``plugin_namespace`` attribute (rgbir's exports do) or ``OnnxParserFlag.ENABLE
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import RgbirError
 from ..metadata import ModelMetadata, check_choice
@@ -70,9 +75,12 @@ def _precision_error(trt_version: str, precision: str, onnx_precision: str) -> R
     if precision == "int8":
         return RgbirError(
             f"TensorRT {trt_version} has no INT8 calibration (BuilderFlag.INT8 and IInt8Calibrator were removed in "
-            "11.0): INT8 needs an explicitly quantised ONNX with QuantizeLinear/DequantizeLinear nodes (e.g. NVIDIA "
-            "ModelOpt: python -m modelopt.onnx.quantization --onnx_path model.onnx --calibration_data_path ...), "
-            "then 'rgbir build' it with --precision auto; or build INT8 with TensorRT 10")
+            "11.0): INT8 needs an explicitly quantised ONNX with QuantizeLinear/DequantizeLinear nodes: 'rgbir "
+            "quantize model.onnx --calib data.yaml', then 'rgbir build model-int8.onnx' (--precision auto)")
+    if onnx_precision == "int8":
+        return RgbirError(
+            f"this ONNX is INT8 (Q/DQ) and TensorRT {trt_version} builds it strongly typed, as the graph says (INT8 "
+            "where the Q/DQ nodes are, FP32 elsewhere): build it with --precision auto")
     return RgbirError(
         f"TensorRT {trt_version} builds networks strongly typed (BuilderFlag.FP16 was removed in 11.0), so this "
         f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with 'rgbir export --precision fp16' "
@@ -89,6 +97,11 @@ def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFe
                          "build engines: install the full TensorRT (pip install 'rgbir[trt]'; on Jetson, JetPack's "
                          "python3-libnvinfer)")
     onnx_precision = meta.precision
+    if onnx_precision == "int8":  # a Q/DQ graph ('rgbir quantize'): its scales are in the graph
+        if options.calibration_data is not None or options.calibration_cache is not None:
+            raise RgbirError("this ONNX is already INT8 (Q/DQ scales from 'rgbir quantize'): drop --calib and "
+                             "--calib-cache")
+        options = replace(options, precision="auto") if options.precision == "int8" else options
     wanted = onnx_precision if options.precision == "auto" else options.precision
     if wanted != onnx_precision and (not features.weak_typing or (wanted == "int8" and not features.calibrators)):
         raise _precision_error(features.version, wanted, onnx_precision)
@@ -96,6 +109,10 @@ def plan_build(options: EngineOptions, meta: ModelMetadata, features: TensorRTFe
     if wanted == onnx_precision:
         # precision exactly as the graph says: strongly typed (opt-in flag on 10.x, always on in 11.x)
         plan = BuildPlan(wanted, network_flags=["STRONGLY_TYPED"] if features.strongly_typed_flag else [])
+    elif onnx_precision == "int8":  # fp16 on TensorRT 10: the Q/DQ graph weakly typed, its float layers in FP16
+        plan = BuildPlan("int8", set_flags=["INT8", "FP16"])
+        plan.notes.append("weakly typed Q/DQ graph (TensorRT 10): INT8 where the Q/DQ nodes are (no calibrator), "
+                          "FP16 allowed elsewhere, softmax and normalisation included")
     elif wanted == "fp16":
         plan = BuildPlan("fp16", set_flags=["FP16"])
         plan.notes.append("weakly typed FP16 (TensorRT 10 BuilderFlag.FP16): TensorRT may also run softmax and "
