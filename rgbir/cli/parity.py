@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="compare PyTorch with an exported ONNX and/or a TensorRT engine",
                        description=__doc__.replace("``", ""))
     p.add_argument("model", help="weights file or config the ONNX/engine was made from")
-    p.add_argument("onnx", nargs="?", help="exported ONNX file")
+    p.add_argument("onnx", nargs="?", help="exported ONNX file, or a server's model made from it "
+                                           "(triton://HOST:PORT/MODEL)")
     p.add_argument("--engine", help="TensorRT engine built from it ('rgbir build')")
     p.add_argument("--cfg", help="architecture for a weights file that holds only a state_dict")
     p.add_argument("--samples", type=int, default=2, help="random input sets (default 2)")
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parity import compare, image_inputs, model_mismatch, random_inputs
     from ..preflight import readable_file
     from ..runtime.backends import open_backend
+    from ..runtime.backends.triton_backend import is_triton_url
     from ..runtime.backends.torch_backend import TorchBackend
     from .common import require_torch
 
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         readable_file(args.data, "dataset file")
     paths = [p for p in (args.onnx, args.engine) if p]
-    candidates = [open_backend(path, kind) for path, kind in ((args.onnx, "onnxruntime"),
+    served = is_triton_url(args.onnx or "")  # the ONNX model on a Triton server
+    candidates = [open_backend(path, kind) for path, kind in ((args.onnx, "triton" if served else "onnxruntime"),
                                                               (args.engine, "tensorrt")) if path]
     for backend, path in zip(candidates, paths):
         if backend.metadata is None:

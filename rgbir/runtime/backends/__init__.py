@@ -14,13 +14,18 @@ from .base import Backend, TensorSpec
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "backend_kind", "open_backend"]
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch", "triton")
 PLAN_MIN_BYTES = 1024  # a serialized engine holds at least its header, bindings and kernels: far more than this
 
 
 def backend_kind(model: str | Path) -> str:
-    """The backend a model file implies: .onnx → onnxruntime, .engine/.plan/.trt → tensorrt, else pytorch."""
+    """The backend a model implies: triton:// → triton, .onnx → onnxruntime, .engine/.plan/.trt → tensorrt, else
+    pytorch."""
     from .tensorrt_backend import ENGINE_SUFFIXES
+    from .triton_backend import is_triton_url
+
+    if is_triton_url(model):
+        return "triton"
 
     suffix = Path(str(model)).suffix.lower()
     return "onnxruntime" if suffix == ".onnx" else "tensorrt" if suffix in ENGINE_SUFFIXES else "pytorch"
@@ -56,6 +61,13 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     if imgsz is not None and kind in BACKENDS and kind != "pytorch":
         raise RgbirError(f"--imgsz applies to the PyTorch backend only: {model} has the input size it was exported "
                          "with (export it again with 'rgbir export --imgsz' to change it)")
+    if kind == "triton":
+        if providers or device is not None or threads:
+            raise RgbirError("a Triton server places its model itself (instance groups: rgbir triton-repo --kind, "
+                             "--instances): leave out --providers, --device and threads")
+        from .triton_backend import TritonBackend
+
+        return TritonBackend(str(model))
     if kind == "onnxruntime" and device is not None:
         raise RgbirError("ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), not --device")
     if kind == "onnxruntime":
