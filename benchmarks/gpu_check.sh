@@ -10,8 +10,9 @@
 # headers). A machine without internet cannot fetch those headers: copy them into the working tree first, e.g.
 #   mkdir -p build && cp -r ~/.cache/rgbir/kernel-lens-2.0.1/kernel_lens/include/tensorrt build/trt-include
 # (build/ is git-ignored: carry it to the device) or to shared/trt-include/. RGBIR_TENSORRT_INCLUDE overrides both.
-# Pure-Python packages the machine lacks (the benchmark imports rgbir.models, which needs PyYAML) can come along in
-# build/pydeps, used only when the interpreter cannot import yaml itself.
+# Pure-Python packages the machine lacks (rgbir.models needs PyYAML, the command line rich) can come along in
+# build/pydeps, used only when the interpreter cannot import them itself:
+#   mkdir -p build/pydeps && cp -r .venv/lib/python3*/site-packages/{yaml,rich,pygments,markdown_it,mdurl} build/pydeps/
 # PYTHON picks the interpreter (default: python3, else python); OUT, when set, receives the log and JUnit files.
 set -u
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ if [ -z "${RGBIR_TENSORRT_INCLUDE:-}" ]; then
     done
 fi
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
-"$PYTHON" -c "import yaml" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$ROOT/build/pydeps"
+"$PYTHON" -c "import yaml, rich" 2>/dev/null || export PYTHONPATH="$PYTHONPATH:$ROOT/build/pydeps"
 WORK=${TMPDIR:-/tmp}/rgbir-gpu-check
 LIBRARY=$WORK/lib/librgbir_plugins.so
 mkdir -p "$WORK"
@@ -84,6 +85,14 @@ gpu_tests() {
         ${junit[@]+"${junit[@]}"} "$ROOT/tests/test_plugins.py"
 }
 
+# the fused kernel as a PyTorch op inside a model (tests/test_attention_kernel.py), through the same library
+op_tests() {
+    local junit=()
+    [ -n "${OUT:-}" ] && junit=("--junitxml=$OUT/gpu_tests_op.xml")
+    RGBIR_PLUGIN_LIBRARY=$LIBRARY "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider ${junit[@]+"${junit[@]}"} \
+        "$ROOT/tests/test_attention_kernel.py"
+}
+
 benchmark() {
     if [ "$HAVE_GPU" != 1 ]; then
         echo "skipped: no CUDA GPU"
@@ -91,13 +100,14 @@ benchmark() {
     fi
     "$PYTHON" "$ROOT/benchmarks/topk_attention.py" --library "$LIBRARY"
 }
-export -f environment build gpu_tests benchmark
+export -f environment build gpu_tests op_tests benchmark
 
 step "environment" 20 environment
 step "build: rgbir plugins compile" 60 build
-step "GPU tests: current kernel, letterbox" 90 gpu_tests "not tiled" gpu_tests_current
+step "GPU tests: current kernel, letterbox" 80 gpu_tests "not tiled" gpu_tests_current
 step "GPU tests: tiled kernel" 100 gpu_tests "tiled" gpu_tests_tiled
-step "benchmark: GPU time by CUDA-graph replay" 90 benchmark
+step "GPU tests: the kernel as a PyTorch op" 30 op_tests
+step "benchmark: GPU time by CUDA-graph replay" 70 benchmark
 
 printf '\n==================== summary ====================\n'
 failed=0
