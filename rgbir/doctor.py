@@ -65,6 +65,15 @@ def check_opencv() -> Check:
                                 "python3-opencv)")
 
 
+def check_serving() -> Check:
+    """The Triton client, for triton:// models (rgbir run/val/parity against a server)."""
+    version = _module_version("tritonclient")
+    if version is None:
+        return Check("tritonclient", MISSING, "not installed (only triton:// models need it)",
+                     "for Triton Inference Server: pip install 'rgbir[serve]'")
+    return Check("tritonclient", OK, version)
+
+
 def check_torch() -> Check:
     try:
         import torch
@@ -145,7 +154,8 @@ def check_toolchain() -> list[Check]:
 
 
 CHECKS: tuple[Callable[[], Check | list[Check]], ...] = (
-    check_core, check_onnxruntime, check_opencv, check_torch, check_cuda, check_tensorrt, check_toolchain)
+    check_core, check_onnxruntime, check_opencv, check_torch, check_cuda, check_tensorrt, check_toolchain,
+    check_serving)
 
 
 def run_checks() -> list[Check]:

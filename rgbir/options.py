@@ -58,7 +58,17 @@ def _help(f: Field, default: Any) -> str:
     shown = cli["shown"]
     if shown is None and default is not None and not isinstance(default, bool):
         shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
-    return cli["help"] + (f" (default: {shown})" if shown else "")
+    return cli["help"] + (f" (default: {shown})" if shown else "")  # the choices are in the metavar
+
+
+def _flag(f: Field) -> str:
+    return f.metadata["cli"]["flag"] or "--" + f.name.replace("_", "-")
+
+
+def _dest(f: Field) -> str:
+    """The argparse attribute, named after the flag: two dataclasses may share a field name (a run's --mode and
+    the thermal --agc mode) but never a flag."""
+    return _flag(f).lstrip("-").replace("-", "_")
 
 
 class CommandLineOptions:
@@ -77,26 +87,27 @@ class CommandLineOptions:
         group; every default is None, so ``given`` can tell a flag that was given from one that was not."""
         for f in cls.cli_fields(only, skip):
             cli, default = f.metadata["cli"], _default(f)
-            flag = cli["flag"] or "--" + f.name.replace("_", "-")
+            flag = _flag(f)
             if isinstance(default, bool):  # a switch: --x turns a False default on, --no-x a True one off
-                parser.add_argument(flag, dest=f.name, default=None, help=cli["help"],
+                parser.add_argument(flag, dest=_dest(f), default=None, help=cli["help"],
                                     action="store_false" if default else "store_true")
                 continue
-            parser.add_argument(flag, dest=f.name, default=None, choices=cli["choices"], metavar=cli["metavar"],
-                                nargs=cli["nargs"], help=_help(f, default),
-                                type=cli["parse"] if cli["choices"] else None)  # checked against the choices
+            metavar = cli["metavar"] or ("|".join(map(str, cli["choices"])) if cli["choices"] else None)
+            parser.add_argument(flag, dest=_dest(f), default=None, metavar=metavar, nargs=cli["nargs"],
+                                help=_help(f, default))
 
     @classmethod
     def given(cls, args: argparse.Namespace, only: Iterable[str] | None = None) -> dict[str, Any]:
-        """The option fields whose flags were given, by field name, each through its ``parse`` (a value it
-        refuses is one ``RgbirError`` naming the flag)."""
+        """The option fields whose flags were given, by field name, each through its ``parse`` (a value it refuses
+        is one ``RgbirError`` naming the flag; the dataclass's own validation checks the choices, in one line
+        rather than argparse's usage text)."""
         values = {}
         for f in cls.cli_fields(only):
-            value, cli = getattr(args, f.name, None), f.metadata["cli"]
+            value, cli = getattr(args, _dest(f), None), f.metadata["cli"]
             if value is None:
                 continue
-            if cli["parse"] is not None and not cli["choices"] and not isinstance(value, bool):
-                value = _parse(cli["parse"], value, cli["flag"] or "--" + f.name.replace("_", "-"))
+            if cli["parse"] is not None and not isinstance(value, bool):
+                value = _parse(cli["parse"], value, _flag(f))
             values[f.name] = value
         return values
 

@@ -47,8 +47,9 @@ def test_backends_keep_no_mutable_state_on_the_class():
     from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
     from rgbir.runtime.backends.torch_backend import TorchBackend
+    from rgbir.runtime.backends.triton_backend import TritonBackend
 
-    for cls in (Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend):
+    for cls in (Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend, TritonBackend):
         mutable = [k for k, v in vars(cls).items() if isinstance(v, (list, dict, set))]
         assert not mutable, f"{cls.__name__} keeps {mutable} on the class"
 

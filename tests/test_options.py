@@ -19,9 +19,9 @@ def parser_for(*classes):
 
 def test_help_takes_defaults_and_choices_from_the_fields():
     help_text = " ".join(parser_for(EngineOptions).format_help().split())
-    assert "--calib-images CALIBRATION_IMAGES at most this many calibration pairs, spread over the set (default: " \
-           "512)" in help_text
-    assert "{auto,fp32,fp16,int8}" in help_text and "(default: auto)" in help_text
+    assert "--calib-images CALIB_IMAGES at most this many calibration pairs, spread over the set (default: 512)" \
+        in help_text
+    assert "--precision auto|fp32|fp16|int8" in help_text and "(default: auto)" in help_text
 
 
 def test_only_given_flags_are_read_back_and_parsed():

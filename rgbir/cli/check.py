@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     from ..export.check import check_onnx
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_column(column)
         style = {"error": "red", "warning": "yellow", "info": "dim"}
         for f in report.findings:
-            table.add_row(f"[{style[f.severity]}]{f.severity}[/]", f.node, f.message)
+            table.add_row(Text(f.severity, style=style[f.severity]), f.node, f.message)
         console.print(table)
     failed = not report.passed or (args.strict and report.warnings)
     console.print(f"{'FAIL' if failed else 'PASS'}: {len(report.errors)} errors, {len(report.warnings)} warnings",

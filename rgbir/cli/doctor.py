@@ -16,8 +16,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from ..doctor import run_checks
 
@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     colours = {"ok": "green", "warn": "yellow", "missing": "red"}
     for c in checks:
-        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", escape(c.detail), escape(c.hint))
+        table.add_row(c.name, Text(c.status, style=colours[c.status]), c.detail, c.hint)
     console.print(table)
     return 0

@@ -8,9 +8,9 @@ import sys
 from .. import __version__
 from ..errors import RgbirError
 from ..log import configure as configure_logging
-from . import build, calibrate, check, demo, doctor, export, info, parity, plugins, run, train, val
+from . import build, calibrate, check, demo, doctor, export, info, parity, plugins, quantize, run, train, triton, val
 
-COMMANDS = (demo, info, export, check, parity, build, run, calibrate, train, val, plugins, doctor)
+COMMANDS = (demo, info, export, quantize, check, parity, build, run, calibrate, train, val, plugins, doctor, triton)
 
 
 def build_parser() -> argparse.ArgumentParser:

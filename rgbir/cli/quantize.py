@@ -6,39 +6,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import console
+
 
 def add_parser(sub) -> None:
+    from ..export.quantize import QuantizeOptions
+
     p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX from an fp32 export (TensorRT 11 INT8)",
                        description=__doc__.replace("``", ""))
     p.add_argument("onnx", help="fp32 ONNX file from 'rgbir export'")
     p.add_argument("-o", "--output", type=Path, help="INT8 ONNX to write (default: the input name with -int8)")
-    p.add_argument("--calib", required=True, metavar="DATA",
-                   help="calibration images: data.yaml (train split, else val) or RGB_DIR,IR_DIR")
-    p.add_argument("--calib-images", type=int, default=512, metavar="N",
-                   help="at most this many calibration pairs, spread over the set (default 512)")
-    p.add_argument("--method", default="percentile", metavar="percentile|entropy|minmax",
-                   help="activation ranges: percentile (99.999%% of |x|, default), entropy (TensorRT's KL "
-                        "divergence; minutes: ONNX Runtime computes it in Python) or minmax")
-    p.add_argument("--skip-layers", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
-                   default=[], metavar="NAME[,NAME…]",
-                   help="keep these nodes or layers in float: node names or layer paths (model.22, model.42.cv2)")
-    p.add_argument("--calib-cache", type=Path, metavar="FILE",
-                   help="activation ranges (JSON): read if present, else written; skips calibrating again")
+    QuantizeOptions.add_arguments(p)
     p.add_argument("--sensitivity", action="store_true",
                    help="report how much quantizing each layer group alone moves the outputs; writes no model")
     p.set_defaults(run=run)
 
 
 def _options(args: argparse.Namespace):
+    from ..errors import RgbirError
     from ..export.quantize import QuantizeOptions
 
-    options = QuantizeOptions(calibration_data=args.calib, method=args.method, calibration_images=args.calib_images,
-                              skip_layers=tuple(args.skip_layers), calibration_cache=args.calib_cache)
+    given = QuantizeOptions.given(args)
+    if "calibration_data" not in given:
+        raise RgbirError("quantizing needs calibration images: --calib data.yaml or --calib RGB_DIR,IR_DIR")
+    options = QuantizeOptions(**given)
     options.validate()
     return options
 
 
-def print_sensitivity(console, results) -> None:
+def print_sensitivity(results) -> None:
     from rich.table import Table
 
     table = Table(title="INT8 sensitivity: one layer group quantized at a time (fp32 elsewhere), output error "
@@ -54,28 +50,22 @@ def print_sensitivity(console, results) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ..preflight import readable_file, writable_file
 
-    console = Console()
     options = _options(args)
     source = readable_file(args.onnx, "ONNX file")
-    if args.calib_cache is not None:
-        writable_file(args.calib_cache, "calibration cache")
-
-    def log(line: str) -> None:
-        console.print("  " + line, soft_wrap=True)
+    if options.calibration_cache is not None:
+        writable_file(options.calibration_cache, "calibration cache")
 
     if args.sensitivity:
         from ..export.quantize import sensitivity
 
-        print_sensitivity(console, sensitivity(source, options, log=log))
+        print_sensitivity(sensitivity(source, options))
         return 0
     from ..export.quantize import quantize_onnx
 
     output = writable_file(args.output or source.with_name(source.stem + "-int8.onnx"), "ONNX file")
-    result = quantize_onnx(source, output, options, log=log)
+    result = quantize_onnx(source, output, options)
     sizes = f"{source.stat().st_size / 1e6:.1f} MB fp32 → {result.size_bytes / 1e6:.1f} MB int8"
     console.print(f"wrote {result.path} ({sizes}): {len(result.quantized)} nodes with INT8 inputs, "
                   f"{result.float_nodes} Conv/Gemm/MatMul kept float", soft_wrap=True)

@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("val", help="evaluate a model on a paired dataset (mAP)", description=__doc__.replace("``", ""))
     p.add_argument("--model", required=True,
-                   help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
+                   help="exported .onnx (ONNX Runtime), .engine (TensorRT), weights/config (PyTorch) or a served "
+                        "model (triton://HOST:PORT/MODEL)")
     p.add_argument("--data", required=True, help="data.yaml (path, val, names, modality: {rgb, ir})")
     p.add_argument("--split", default="val")
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001, as mAP needs)")

@@ -41,7 +41,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,8 +51,10 @@ import onnx
 from ..errors import RgbirError
 from ..metadata import METADATA_KEY, ModelMetadata, check_choice, load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
+from ..options import CommandLineOptions, option
 from .check import DATA_MOVEMENT, QDQ_OPS, quantized_inputs
 
+log = logging.getLogger(__name__)
 METHODS = ("percentile", "entropy", "minmax")
 PERCENTILE = 99.999  # percentile calibration keeps this share of |activation| values in range
 QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -70,14 +72,22 @@ ORT_OPTIONS = {
 
 
 @dataclass
-class QuantizeOptions:
+class QuantizeOptions(CommandLineOptions):
     """Where the calibration images come from and what stays in float."""
 
-    calibration_data: str  # a data.yaml (its train split, else val) or 'RGB_DIR,IR_DIR'
-    method: str = "percentile"  # "percentile" | "entropy" | "minmax"
-    calibration_images: int = 512
-    skip_layers: tuple[str, ...] = ()  # node names or layer paths ('model.22', 'model.42.cv2') kept in float
-    calibration_cache: Path | None = None  # activation ranges: read if present, else written
+    calibration_data: str = option(flag="--calib", metavar="DATA", help="calibration images: data.yaml (train "
+                                   "split, else val) or RGB_DIR,IR_DIR")
+    method: str = option("percentile", choices=METHODS, help="activation ranges: percentile (99.999%% of |x|), "
+                         "entropy (TensorRT's KL divergence; minutes: ONNX Runtime computes it in Python) or minmax")
+    calibration_images: int = option(512, flag="--calib-images", parse=int, metavar="N",
+                                     help="at most this many calibration pairs, spread over the set")
+    skip_layers: tuple[str, ...] = option((), parse=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+                                          metavar="NAME[,NAME…]", shown="none",
+                                          help="keep these nodes or layers in float: node names or layer paths "
+                                               "(model.22, model.42.cv2)")
+    calibration_cache: Path | None = option(None, flag="--calib-cache", parse=Path, metavar="FILE",
+                                            help="activation ranges (JSON): read if present, else written; skips "
+                                                 "calibrating again")
 
     def validate(self) -> None:
         check_choice(self.method, METHODS, "calibration method")
@@ -341,13 +351,12 @@ def calibrate(model_path: Path, batches: Iterator[dict[str, np.ndarray]], method
         return calibrator.compute_data()
 
 
-def _ranges_file(options: QuantizeOptions, model_path: Path, meta: ModelMetadata, workdir: Path,
-                 log: Callable[[str], None]) -> tuple[Path, int]:
+def _ranges_file(options: QuantizeOptions, model_path: Path, meta: ModelMetadata, workdir: Path) -> tuple[Path, int]:
     """A calibration cache holding the ranges (the user's, reused when present) and the pairs calibrated on."""
     quantization = _ort_quantization()
     cache = options.calibration_cache
     if cache is not None and Path(cache).is_file():
-        log(f"activation ranges from {cache}")
+        log.info(f"activation ranges from {cache}")
         return Path(cache), 0
     count, batches = calibration_inputs(options, meta)
     ranges = calibrate(model_path, batches, options.method, workdir)
@@ -410,10 +419,9 @@ def _int8_metadata(meta: ModelMetadata, options: QuantizeOptions, pairs: int) ->
     return replace(meta, precision="int8", source={**meta.source, "quantization": quantization})
 
 
-def quantize_onnx(source: str | Path, output: str | Path, options: QuantizeOptions,
-                  log: Callable[[str], None] = lambda message: None) -> QuantizeResult:
+def quantize_onnx(source: str | Path, output: str | Path, options: QuantizeOptions) -> QuantizeResult:
     """Calibrate ``source`` (an fp32 rgbir export) on paired images and write the INT8 Q/DQ model to ``output``;
-    ``log`` receives one line per finished stage."""
+    Each finished stage is logged."""
     options.validate()
     source, output = Path(source), Path(output)
     model, meta = load_fp32_export(source)
@@ -421,10 +429,10 @@ def quantize_onnx(source: str | Path, output: str | Path, options: QuantizeOptio
     seconds: dict[str, float] = {}
     with _workspace(source) as (workdir, copy):
         start = time.perf_counter()
-        ranges, pairs = _ranges_file(options, copy, meta, workdir, log)
+        ranges, pairs = _ranges_file(options, copy, meta, workdir)
         seconds["calibrate"] = time.perf_counter() - start
         if pairs:
-            log(f"calibrated on {pairs} pairs ({options.method}) in {seconds['calibrate']:.1f} s")
+            log.info(f"calibrated on {pairs} pairs ({options.method}) in {seconds['calibrate']:.1f} s")
         start = time.perf_counter()
         quantized = _quantize(copy, workdir / "int8.onnx", ranges, options.method, nodes,
                               kept_float(model, islands, nodes))
@@ -434,7 +442,7 @@ def quantize_onnx(source: str | Path, output: str | Path, options: QuantizeOptio
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(quantized, str(output))
     seconds["quantize"] = time.perf_counter() - start
-    log(f"quantized {len(nodes)} nodes in {seconds['quantize']:.1f} s")
+    log.info(f"quantized {len(nodes)} nodes in {seconds['quantize']:.1f} s")
     float_nodes = sum(n.op_type in QUANTIZED_OP_TYPES for n in model.graph.node) - len(nodes)
     return QuantizeResult(output, metadata, nodes, float_nodes, pairs, output.stat().st_size, seconds)
 
@@ -466,8 +474,7 @@ def _predictions(model: str | Path | onnx.ModelProto, batches: list[dict[str, np
     return np.concatenate([session.run(["predictions"], batch)[0] for batch in batches])
 
 
-def sensitivity(source: str | Path, options: QuantizeOptions, batches: int = 8, groups: Iterable[str] | None = None,
-                log: Callable[[str], None] = lambda message: None) -> list[GroupError]:
+def sensitivity(source: str | Path, options: QuantizeOptions, batches: int = 8, groups: Iterable[str] | None = None) -> list[GroupError]:
     """Quantize one layer group ('model.N') at a time, everything else float, and measure how far each moves
     the outputs from fp32 on the first ``batches`` calibration batches; the first entry, 'all', quantizes
     every group (as ``quantize_onnx`` would). Worst groups first after 'all'."""
@@ -488,10 +495,10 @@ def sensitivity(source: str | Path, options: QuantizeOptions, batches: int = 8, 
     reference = _predictions(source, inputs)
     results = []
     with _workspace(source) as (workdir, copy):
-        ranges, _ = _ranges_file(options, copy, meta, workdir, log)
+        ranges, _ = _ranges_file(options, copy, meta, workdir)
         for group, members in [("all", nodes)] + [(g, by_group[g]) for g in wanted]:
             quantized = _quantize(copy, workdir / "int8.onnx", ranges, options.method, members,
                                   kept_float(model, islands, members))
             results.append(GroupError(group, len(members), *output_error(reference, _predictions(quantized, inputs))))
-            log(f"{group:<10} {results[-1].error:.4f}")
+            log.info(f"{group:<10} {results[-1].error:.4f}")
     return results[:1] + sorted(results[1:], key=lambda r: -r.error)

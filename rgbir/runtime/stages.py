@@ -15,10 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from ..errors import RgbirError
 from .frames import FramePair
 from .inference import PairDetector
 
 DONE = object()  # end marker between the stages
+
+
+def why(error: Exception) -> str:
+    """A failure as the run reports it: rgbir's own errors as written, others with their type."""
+    return str(error) if isinstance(error, RgbirError) else f"{type(error).__name__}: {error}"
 
 
 class Stages:
@@ -87,7 +93,7 @@ class Stages:
         try:
             self._batch_loop(out)
         except Exception as e:  # the pairers keep their DONE markers coming; record why the run ended
-            self.fail(f"batching failed: {type(e).__name__}: {e}")
+            self.fail(f"batching failed: {why(e)}")
         finally:
             out.put(DONE)
 
@@ -114,7 +120,7 @@ class Stages:
                     for prepared in self.detector.prepare(batch):
                         out.put(prepared)
                 except Exception as e:  # keep consuming until every pairer is done, so none blocks
-                    self.fail(f"preprocess failed: {type(e).__name__}: {e}")
+                    self.fail(f"preprocess failed: {why(e)}")
 
     def _take(self, batch: list[FramePair], taken: list[int]) -> list[FramePair]:
         """Number the pairs per stream as processing takes them. With ``max_frames``, a stream's later pairs are
@@ -145,7 +151,7 @@ class Stages:
                     for result in work(item):
                         outbox.put(result)
                 except Exception as e:  # the backend or a step failed: report it, drain, end the run
-                    self.fail(f"{name} failed: {type(e).__name__}: {e}")
+                    self.fail(f"{name} failed: {why(e)}")
                     failed = True
         finally:
             outbox.put(DONE)
