@@ -100,7 +100,8 @@ def main() -> None:
     print(f"{args.pairs} pairs of 640x512 frames, network {h}x{w}, ONNX Runtime CPU ({multiprocessing.cpu_count()} "
           f"cores), model {model.name}; bare = preprocessed inputs, infer only; pipeline = read, pair, "
           "preprocess, infer, NMS")
-    print(f"{'ORT threads':>12} {'bare pairs/s':>13} {'pipeline':>9} {'ratio':>7} {'pre ms/pair':>12} {'post ms/pair':>13}")
+    print(f"{'ORT threads':>12} {'bare pairs/s':>13} {'pipeline':>9} {'ratio':>7} {'pre ms/pair':>12} "
+          f"{'post ms/pair':>13}")
     for threads, bare, piped, pre, post in rows:
         print(f"{threads or 'default':>12} {bare:13.2f} {piped:9.2f} {piped / bare:7.1%} {pre:12.2f} {post:13.2f}")
     print("goal: pipeline >= 95% of the bare backend")

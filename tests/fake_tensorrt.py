@@ -266,9 +266,9 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None, dla
             return types.SimpleNamespace(set_input_shape=lambda name, shape: True)
 
         def create_engine_inspector(self):
-            return types.SimpleNamespace(execution_context=None, get_engine_information=lambda fmt: json.dumps({"Layers": [
-                {"Name": "conv", "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
-                {"Name": "softmax", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}))
+            layers = {"Layers": [{"Name": "conv", "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
+                                 {"Name": "softmax", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+            return types.SimpleNamespace(execution_context=None, get_engine_information=lambda fmt: json.dumps(layers))
 
     class Runtime:
         def __init__(self, logger):

@@ -314,9 +314,9 @@ def test_int8_calibration_feeds_each_inputs_own_dtype(tmp_path):
         assert {a.dtype for a in batch.values()} == {np.dtype(dtype)}
         uploaded: dict[str, np.ndarray] = {}
 
-        def upload(name, array):
-            uploaded[name] = array
-            return len(uploaded)  # a "device pointer"
+        def upload(name, array, store=uploaded):
+            store[name] = array
+            return len(store)  # a "device pointer"
 
         assert CalibrationFeeder(iter([batch]), 2, None, upload).next_pointers(["ir", "rgb"]) == [1, 2]
         assert uploaded["rgb"].nbytes == 2 * 3 * 64 * 96 * np.dtype(dtype).itemsize  # the bytes TensorRT reads

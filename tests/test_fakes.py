@@ -65,7 +65,8 @@ def fake_runtime_objects(module, plan: bytes):
 def test_fake_tensorrt_module_names_exist_in_the_real_bindings_or_are_documented(version):
     fake = fake_tensorrt.make(version)
     for name in public(fake) - TEST_ONLY:
-        assert name in BUILDER_SIDE or hasattr(lean, name), f"fake_tensorrt.{name} is not in TensorRT {lean.__version__}"
+        assert name in BUILDER_SIDE or hasattr(lean, name), \
+            f"fake_tensorrt.{name} is not in TensorRT {lean.__version__}"
         real = getattr(lean, name, None)
         if real is not None and members(getattr(fake, name)):
             extra = members(getattr(fake, name)) - members(real)

@@ -46,7 +46,8 @@ def fields(trt, **values):
 def test_library_links_no_tensorrt_and_exports_only_its_entry_points(plugin_library):
     needed = subprocess.run(["readelf", "-d", str(plugin_library)], capture_output=True, text=True).stdout
     assert "libnvinfer" not in needed and "libcudart.so" not in needed  # headers only, static CUDA runtime
-    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin_library)], capture_output=True, text=True).stdout
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin_library)], capture_output=True,
+                              text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "setLoggerFinder", "rgbirTopKSparseAttentionLaunch",
                      "rgbirTopKSparseAttentionWorkspaceSize", "rgbirTopKSparseAttentionTiledLaunch",
@@ -692,7 +693,7 @@ def test_gpu_test_bodies_pass_with_pytorch_standing_in_for_the_kernels(monkeypat
     monkeypatch.setitem(globals(), "launch", stand_in)
     monkeypatch.setattr(ctypes, "CDLL", lambda path: None)
     for dtype in ("float32", "float16"):
-        for b, h, n, n1, d, dv, arithmetic in GPU_SHAPES[::2]:  # fewer heads and rows: same statistics per row
+        for _b, _h, n, n1, d, dv, arithmetic in GPU_SHAPES[::2]:  # fewer heads and rows: same statistics per row
             test_kernel_matches_float64(None, LAUNCHERS[1], dtype, (1, 1, min(n, 128), n1, d, dv, arithmetic))
         test_kernel_keeps_ties_and_constant_rows(None, LAUNCHERS[1], dtype)
         test_tiled_kernel_follows_the_non_finite_and_signed_zero_policy(None, dtype)

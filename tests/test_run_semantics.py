@@ -157,7 +157,7 @@ def test_export_hides_torchvision_log_lines_and_torch_future_warnings_only(caplo
             assert _registration._get_overload("torchvision::nms") is None  # logs "torchvision is not installed"
             pytree.LeafSpec()  # a FutureWarning inside torch
             logging.getLogger(_registration.__name__).warning("another exporter warning")
-            warnings.warn("a warning of rgbir's", UserWarning)
+            warnings.warn("a warning of rgbir's", UserWarning, stacklevel=1)
     assert [str(w.message) for w in shown] == ["a warning of rgbir's"]
     assert [r.getMessage() for r in caplog.records] == ["another exporter warning"]
     assert not logging.getLogger(_registration.__name__).filters  # removed again after the export

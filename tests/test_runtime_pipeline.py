@@ -156,7 +156,8 @@ def test_videos_with_different_frame_rates_are_warned_about_once(tmp_path, ir_fp
     _, ir = write_videos(tmp_path / "ir", 4, fps=ir_fps)
     sink = RecordingSink()
     with captured_log() as logs:
-        Pipeline(config(), backend=NumpyBackend(), sources=[(VideoSource(str(rgb), "file"), VideoSource(str(ir), "file"))],
+        Pipeline(config(), backend=NumpyBackend(),
+                 sources=[(VideoSource(str(rgb), "file"), VideoSource(str(ir), "file"))],
                  sinks=[sink]).run()
     warnings = [line for line in logs if "fps" in line]
     if ir_fps == 30.0:
@@ -216,8 +217,8 @@ def test_a_camera_that_dies_and_comes_back(capsys):
     ir = FakeCamera("ir", "ir", fps=40, die_at=10, down_for=0.6)
     pipe, sink, logs = run_live([(rgb, ir)], 2.5)
     assert ir.opens >= 2 and pipe.stats.counters.get("ir: reconnects", 0) >= 1
-    assert any("reconnecting" in l for l in logs) and any("reconnected" in l for l in logs)
-    assert any("stalled" in l for l in logs) and any("is back" in l for l in logs)
+    assert any("reconnecting" in line for line in logs) and any("reconnected" in line for line in logs)
+    assert any("stalled" in line for line in logs) and any("is back" in line for line in logs)
     before = [r for r in sink.records if r["ir"]["seq"] < 10]
     after = [r for r in sink.records if r["ir"]["seq"] >= 10]
     assert before and after  # pairs before the outage and after the camera came back

@@ -30,9 +30,12 @@ def run_all(q, k, v, scale, divisors, weights):
     feeds = {"q": q, "k": k, "v": v}
     fn = single_node_model(*shapes, scale, divisors, weights)
     inlined = single_node_model(*shapes, scale, divisors, weights, inline=True)
+    def ort_run(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
     return {
-        "ort function": ort.InferenceSession(fn.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0],
-        "ort inlined": ort.InferenceSession(inlined.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0],
+        "ort function": ort_run(fn),
+        "ort inlined": ort_run(inlined),
         "onnx.reference": ReferenceEvaluator(fn).run(None, feeds)[0],
         "torch": topk_sparse_attention(*(torch.from_numpy(a) for a in (q, k, v)), scale, divisors, weights).numpy(),
     }

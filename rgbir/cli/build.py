@@ -10,7 +10,8 @@ from .common import console
 def add_parser(sub) -> None:
     from ..trt import EngineOptions
 
-    p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX", description=__doc__.replace("``", ""))
+    p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX",
+                       description=__doc__.replace("``", ""))
     p.add_argument("onnx", help="ONNX file from 'rgbir export'")
     p.add_argument("-o", "--output", type=Path, help="engine file (default: the ONNX name with .engine)")
     EngineOptions.add_arguments(p)

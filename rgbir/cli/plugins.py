@@ -8,7 +8,8 @@ from .common import console
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="compile or inspect the TensorRT plugin library", description=__doc__.replace("``", ""))
+    p = sub.add_parser("plugins", help="compile or inspect the TensorRT plugin library",
+                       description=__doc__.replace("``", ""))
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     b = actions.add_parser("compile", help="compile the plugin library (CMake + nvcc, TensorRT headers only)")

@@ -188,7 +188,7 @@ def write_clip(root: str | Path, frames: int = 60, config: SceneConfig | None = 
     writers = []
     for i in range(frames):
         moved = []
-        for o, (vx, vy) in zip(objects, velocity):
+        for o, (vx, _vy) in zip(objects, velocity):  # objects drift sideways only
             x1, y1, x2, y2 = o.box
             dx = (x1 + vx * i) % max(w - (x2 - x1), 1) - x1
             moved.append(SceneObject(o.cls, (x1 + dx, y1, x2 + dx, y2), o.color, o.temperature))
@@ -197,7 +197,8 @@ def write_clip(root: str | Path, frames: int = 60, config: SceneConfig | None = 
         ir = cv2.cvtColor(s.ir, cv2.COLOR_GRAY2BGR)
         if not writers:
             fourcc = cv2.VideoWriter_fourcc(*"MJPG")
-            writers = [cv2.VideoWriter(str(p), fourcc, fps, (f.shape[1], f.shape[0])) for p, f in zip(paths, (s.rgb, ir))]
+            writers = [cv2.VideoWriter(str(p), fourcc, fps, (f.shape[1], f.shape[0]))
+                       for p, f in zip(paths, (s.rgb, ir))]
         writers[0].write(s.rgb)
         writers[1].write(ir)
     for writer in writers:

@@ -28,8 +28,8 @@ ConcatFromSequence Constant ConstantOfShape Conv ConvInteger ConvTranspose Cos C
 DequantizeLinear Det Div Dropout DynamicQuantizeLinear Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU
 Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
 GridSample GroupNormalization HammingWindow HannWindow HardSigmoid HardSwish Hardmax Identity If ImageScaler
-InstanceNormalization IsInf IsNaN LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LpNormalization
-LpPool MatMul MatMulInteger Max MaxPool MaxRoiPool MaxUnpool Mean MeanVarianceNormalization MelWeightMatrix Min Mish Mod
+InstanceNormalization IsInf IsNaN LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop
+LpNormalization LpPool MatMul MatMulInteger Max MaxPool MaxRoiPool MaxUnpool Mean MeanVarianceNormalization MelWeightMatrix Min Mish Mod
 Mul Multinomial Neg NonMaxSuppression NonZero Not OneHot Or PRelu Pad ParametricSoftplus Pow QLinearConv QLinearMatMul
 QuantizeLinear RNN RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2
 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
@@ -174,7 +174,8 @@ def check_onnx(path: str | Path) -> CheckReport:
         if dynamic and v in model.graph.input:
             bounded = meta is not None and meta.batch is None and dynamic == [0]
             add(Finding("info" if bounded else "warning", v.name,
-                        f"dynamic dims {dynamic}: build with an optimisation profile ('rgbir build --batch MIN,OPT,MAX')"
+                        f"dynamic dims {dynamic}: build with an optimisation profile "
+                        "('rgbir build --batch MIN,OPT,MAX')"
                         + ("; rgbir metadata bounds the batch" if bounded else "")))
     if meta is not None and meta.precision == "fp16":
         add(Finding("info", "model", "FP16 graph: 'rgbir build' (--precision auto) builds it strongly typed, so it "
@@ -259,7 +260,8 @@ def _check_attention(node, name, g: _Graph, add) -> None:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     divisors = list(attrs.get("k_divisors", []))
     if not divisors or any(d < 1 for d in divisors) or len(divisors) != len(attrs.get("weights", [])):
-        add(Finding("error", name, f"invalid attributes k_divisors={divisors} weights={list(attrs.get('weights', []))}"))
+        weights = list(attrs.get("weights", []))
+        add(Finding("error", name, f"invalid attributes k_divisors={divisors} weights={weights}"))
         return
     shape = g.shapes.get(node.input[1], (None, None))[1]
     n_keys = shape[2] if shape and len(shape) == 4 else None

@@ -45,7 +45,8 @@ def fold_ir_channels(model: Detector) -> int:
             continue
         conv = getattr(layer, "conv", None)
         if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-            raise RgbirError(f"layer {layer.i} ({layer.type}) reads IR but is not a plain Conv: cannot fold IR channels")
+            raise RgbirError(f"layer {layer.i} ({layer.type}) reads IR but is not a plain Conv: cannot fold IR "
+                             "channels")
         w = conv.weight.data
         ir = slice(3, 3 + model.ir_channels) if layer.input_route == "Dual" else slice(0, model.ir_channels)
         folded = w[:, ir].sum(1, keepdim=True)

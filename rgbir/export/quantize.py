@@ -474,7 +474,8 @@ def _predictions(model: str | Path | onnx.ModelProto, batches: list[dict[str, np
     return np.concatenate([session.run(["predictions"], batch)[0] for batch in batches])
 
 
-def sensitivity(source: str | Path, options: QuantizeOptions, batches: int = 8, groups: Iterable[str] | None = None) -> list[GroupError]:
+def sensitivity(source: str | Path, options: QuantizeOptions, batches: int = 8,
+                groups: Iterable[str] | None = None) -> list[GroupError]:
     """Quantize one layer group ('model.N') at a time, everything else float, and measure how far each moves
     the outputs from fp32 on the first ``batches`` calibration batches; the first entry, 'all', quantizes
     every group (as ``quantize_onnx`` would). Worst groups first after 'all'."""

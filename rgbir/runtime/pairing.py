@@ -45,7 +45,8 @@ def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: thr
         if a is END or (ir is not None and b is END):
             if ir is not None and (a is END) != (b is END) and not stop.is_set():
                 longer = "IR" if a is END else "RGB"
-                log.warning(f"stream {stream}: the {longer} source has more frames than its partner; extra frames ignored")
+                log.warning(f"stream {stream}: the {longer} source has more frames than its partner; extra frames "
+                            "ignored")
             return
         if b is not None and a.seq != b.seq:  # both sides number every frame: never pair across a gap
             log.error(f"stream {stream}: RGB frame {a.seq} and IR frame {b.seq} are out of step; stopping this stream")

@@ -107,7 +107,7 @@ class Pipeline:
     def _check_modalities(self) -> None:
         """An IR camera for every pair if the model takes IR, and none if it takes RGB only (it would be ignored)."""
         needs_ir = "ir" in self.backend.input_names
-        for rgb, ir in self.sources:
+        for _rgb, ir in self.sources:
             if needs_ir and ir is None:
                 raise RgbirError("this model needs an IR camera too: give --ir")
             if not needs_ir and ir is not None:

@@ -128,7 +128,8 @@ class DetectionLoss:
     @staticmethod
     def _targets(targets: torch.Tensor, batch: int, imgsz: torch.Tensor):
         """(n, 6) rows [image, class, cx, cy, w, h] (normalised) → padded (B,M,1) labels, (B,M,4) xyxy px, mask."""
-        counts = torch.bincount(targets[:, 0].long(), minlength=batch) if len(targets) else torch.zeros(batch, dtype=torch.long)
+        counts = torch.bincount(targets[:, 0].long(), minlength=batch) if len(targets) else \
+            torch.zeros(batch, dtype=torch.long)
         m = int(counts.max()) if len(targets) else 0
         labels = torch.zeros(batch, m, 1)
         boxes = torch.zeros(batch, m, 4)

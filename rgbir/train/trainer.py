@@ -94,7 +94,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
     batches = PairedBatches(load_dataset(data, "train"), config, model.ir_channels)
     loss_fn = DetectionLoss(model.head)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},

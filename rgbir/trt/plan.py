@@ -83,7 +83,8 @@ def _precision_error(trt_version: str, precision: str, onnx_precision: str) -> R
             "where the Q/DQ nodes are, FP32 elsewhere): build it with --precision auto")
     return RgbirError(
         f"TensorRT {trt_version} builds networks strongly typed (BuilderFlag.FP16 was removed in 11.0), so this "
-        f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with 'rgbir export --precision fp16' "
+        f"{onnx_precision} ONNX gives an {onnx_precision} engine: for {precision}, export with "
+        "'rgbir export --precision fp16' "
         "and build that file with --precision auto")
 
 

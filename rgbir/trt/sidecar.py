@@ -3,8 +3,8 @@
 The engine stays a plain TensorRT plan (trtexec, DeepStream and Triton read it as is); ``model.engine.json``
 carries the ONNX metadata plus how and where the engine was built. TensorRT plans only load in the TensorRT
 version and on the GPU (compute capability) they were built for, unless built version-compatible (later
-TensorRT of its major and the next) or hardware-compatible (discrete Ampere+); ``check_compatible`` refuses the rest with a clear
-message instead of TensorRT's deserialisation error. Torch- and TensorRT-free.
+TensorRT of its major and the next) or hardware-compatible (discrete Ampere+); ``check_compatible`` refuses the rest
+with a clear message instead of TensorRT's deserialisation error. Torch- and TensorRT-free.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from .base import Source, SourceError
 
 def gstreamer_available() -> bool:
     info = cv2.getBuildInformation()
-    line = next((l for l in info.splitlines() if "GStreamer" in l), "")
+    line = next((text for text in info.splitlines() if "GStreamer" in text), "")
     return "YES" in line
 
 
