@@ -85,12 +85,13 @@ gpu_tests() {
         ${junit[@]+"${junit[@]}"} "$ROOT/tests/test_plugins.py"
 }
 
-# the fused kernel as a PyTorch op inside a model (tests/test_attention_kernel.py), through the same library
+# the fused kernel as a PyTorch op inside a model, and the PyTorch backend's fast path (fp16, channels-last, the
+# kernel, a CUDA graph) against fp32 eager, through the same library
 op_tests() {
     local junit=()
     [ -n "${OUT:-}" ] && junit=("--junitxml=$OUT/gpu_tests_op.xml")
     RGBIR_PLUGIN_LIBRARY=$LIBRARY "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider ${junit[@]+"${junit[@]}"} \
-        "$ROOT/tests/test_attention_kernel.py"
+        "$ROOT/tests/test_attention_kernel.py" "$ROOT/tests/test_torch_backend.py"
 }
 
 benchmark() {
@@ -106,8 +107,8 @@ step "environment" 20 environment
 step "build: rgbir plugins compile" 60 build
 step "GPU tests: current kernel, letterbox" 80 gpu_tests "not tiled" gpu_tests_current
 step "GPU tests: tiled kernel" 100 gpu_tests "tiled" gpu_tests_tiled
-step "GPU tests: the kernel as a PyTorch op" 30 op_tests
-step "benchmark: GPU time by CUDA-graph replay" 70 benchmark
+step "GPU tests: the PyTorch op and backend" 45 op_tests
+step "benchmark: GPU time by CUDA-graph replay" 55 benchmark
 
 printf '\n==================== summary ====================\n'
 failed=0

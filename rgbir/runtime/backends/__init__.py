@@ -46,18 +46,19 @@ def check_plan(engine: str | Path) -> None:
 def open_backend(model: str | Path, backend: str = "auto", *, providers: list[str] | None = None,
                  threads: int | None = None, imgsz: tuple[int, int] | None = None, device: str | None = None,
                  cuda_graph: bool = False, contexts: int = 1, plugin_library: str | None = None,
-                 gpu_preprocess: bool = False) -> Backend:
+                 gpu_preprocess: bool = False, half: bool = False, attention: str | None = None,
+                 channels_last: bool | None = None, compile: bool = False) -> Backend:
     """A backend for ``model``, with the options that concern it; an option given for another backend is an
     error rather than silently ignored.
 
     onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
-    gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1').
+    gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1'), cuda_graph,
+    half, attention, channels_last, compile.
     """
     kind = backend_kind(model) if backend == "auto" else backend
-    tensorrt_only = [flag for flag, given in (("--cuda-graph", cuda_graph), ("--gpu-preprocess", gpu_preprocess),
-                                              ("contexts", contexts != 1), ("--plugin", plugin_library)) if given]
-    if kind in BACKENDS and kind != "tensorrt" and tensorrt_only:
-        raise RgbirError(f"{', '.join(tensorrt_only)} apply to TensorRT engines only, not to the {kind} backend")
+    _refuse_foreign(kind, {"--cuda-graph": cuda_graph, "--gpu-preprocess": gpu_preprocess, "contexts": contexts != 1,
+                           "--plugin": plugin_library, "--half": half, "--attention": attention,
+                           "--channels-last": channels_last is not None, "--compile": compile})
     if imgsz is not None and kind in BACKENDS and kind != "pytorch":
         raise RgbirError(f"--imgsz applies to the PyTorch backend only: {model} has the input size it was exported "
                          "with (export it again with 'rgbir export --imgsz' to change it)")
@@ -87,5 +88,22 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     if kind == "pytorch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend.from_file(str(model), imgsz=imgsz or (640, 640), device=device or "cpu")
+        from .torch_backend import TorchOptions
+
+        options = TorchOptions(half, cuda_graph, channels_last, compile, attention or "auto")
+        return TorchBackend.from_file(str(model), imgsz=imgsz or (640, 640), device=device or "cpu", options=options)
     raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")
+
+
+OWNERS = {"--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt",), "contexts": ("tensorrt",),
+          "--plugin": ("tensorrt",), "--half": ("pytorch",), "--attention": ("pytorch",),
+          "--channels-last": ("pytorch",), "--compile": ("pytorch",)}  # backend options and who takes them
+SHOWN = {"tensorrt": "TensorRT", "pytorch": "PyTorch"}
+
+
+def _refuse_foreign(kind: str, given: dict[str, object]) -> None:
+    """Options given for another backend are an error, not silently ignored."""
+    foreign = [flag for flag, on in given.items() if on and kind not in OWNERS[flag]]
+    if foreign and kind in BACKENDS:
+        said = ", ".join(f"{flag} ({' and '.join(SHOWN[o] for o in OWNERS[flag])} only)" for flag in foreign)
+        raise RgbirError(f"{said} do not apply to the {kind} backend")
