@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the top-k sparse attention kernels, in one run: build the plugin library for this machine's GPU,
 # run the GPU tests (the current kernel, then the tiled one), run the benchmark. Every step runs whatever the
-# earlier ones did, each under a timeout (at most 6 minutes in all; about 3 on an H100); the exit codes are listed
+# earlier ones did, each under a timeout (at most 6.7 minutes in all; about 4 on an H100); the exit codes are listed
 # at the end, and the script exits non-zero if any step failed.
 #
 #   bash benchmarks/gpu_check.sh                      # from anywhere; works in the repository it lives in
@@ -101,14 +101,29 @@ benchmark() {
     fi
     "$PYTHON" "$ROOT/benchmarks/topk_attention.py" --library "$LIBRARY"
 }
-export -f environment build gpu_tests op_tests benchmark
+# issue 14: the MSC model by attention implementation, and the pipeline vs the bare PyTorch CUDA backend
+model_benchmark() {
+    [ "$HAVE_GPU" = 1 ] || { echo "skipped: no CUDA GPU"; return 0; }
+    RGBIR_PLUGIN_LIBRARY=$LIBRARY "$PYTHON" "$ROOT/benchmarks/msc_model.py" --repeats 15
+}
+
+pipeline_benchmark() {
+    [ "$HAVE_GPU" = 1 ] || { echo "skipped: no CUDA GPU"; return 0; }
+    local weights
+    weights=$(ls "$ROOT"/rgbir/assets/*.safetensors | head -n 1)
+    RGBIR_PLUGIN_LIBRARY=$LIBRARY "$PYTHON" "$ROOT/benchmarks/pipeline.py" --model "$weights" --device cuda \
+        --half --cuda-graph --imgsz 640 640 --pairs 60 --streams 1 2
+}
+export -f environment build gpu_tests op_tests benchmark model_benchmark pipeline_benchmark
 
 step "environment" 20 environment
 step "build: rgbir plugins compile" 60 build
-step "GPU tests: current kernel, letterbox" 80 gpu_tests "not tiled" gpu_tests_current
-step "GPU tests: tiled kernel" 100 gpu_tests "tiled" gpu_tests_tiled
-step "GPU tests: the PyTorch op and backend" 45 op_tests
-step "benchmark: GPU time by CUDA-graph replay" 55 benchmark
+step "GPU tests: current kernel, letterbox" 70 gpu_tests "not tiled" gpu_tests_current
+step "GPU tests: tiled kernel" 80 gpu_tests "tiled" gpu_tests_tiled
+step "GPU tests: the PyTorch op and backend" 40 op_tests
+step "benchmark: GPU time by CUDA-graph replay" 50 benchmark
+step "benchmark: MSC model by attention (issue 14)" 40 model_benchmark
+step "benchmark: pipeline vs bare PyTorch CUDA (issue 14)" 40 pipeline_benchmark
 
 printf '\n==================== summary ====================\n'
 failed=0
