@@ -33,6 +33,20 @@ def writable_file(path: str | Path, what: str, suffixes: tuple[str, ...] = ()) -
     return path
 
 
+def writable_directory(path: str | Path, what: str) -> Path:
+    """``path`` as a directory this process can write files into: one that exists and is writable, or one that can
+    be made under the closest existing directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RgbirError(f"cannot write {what} into {path}: it is a file, not a directory")
+    target = _nearest_existing(path)
+    if not target.is_dir():
+        raise RgbirError(f"cannot write {what} into {path}: {target} is not a directory")
+    if not os.access(target, os.W_OK):
+        raise RgbirError(f"cannot write {what} into {path}: {target} is not writable")
+    return path
+
+
 def _nearest_existing(directory: Path) -> Path:
     """The directory itself, or the closest ancestor that exists (where the missing ones would be made)."""
     while not directory.exists() and directory != directory.parent:

@@ -179,7 +179,7 @@ def test_the_readme_run_config_example_loads_validates_and_shows_every_setting(t
     loaded.validate()
     data = yaml.safe_load(example)
     assert set(data) == {f.name for f in fields(PipelineConfig)}
-    for section in ("pairing", "thermal", "sinks"):
+    for section in ("pairing", "thermal", "sinks", "metrics", "tracking"):
         assert set(data[section]) == {f.name for f in fields(type(getattr(loaded, section)))}, section
     assert set(data["streams"][0]) == {f.name for f in fields(StreamConfig)}
 

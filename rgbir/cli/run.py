@@ -1,4 +1,5 @@
-"""``rgbir run``: two cameras (or files) in, fused detections out — live, to JSON Lines, video, window or MJPEG.
+"""``rgbir run``: two cameras (or files) in, fused detections out — live, to JSON Lines, video, window, MJPEG,
+MQTT or Redis, YOLO label files, MOT tracks and Prometheus metrics.
 Exit code 0 when the sources end or --max-frames/--duration is reached, 130 after Ctrl-C and 143 after SIGTERM
 (everything processed until then is written)."""
 
@@ -10,8 +11,10 @@ from .common import console
 
 def add_parser(sub) -> None:
     from ..runtime.config import PipelineConfig, SinkConfig
+    from ..runtime.metrics import MetricsConfig
     from ..runtime.pairing import PairingConfig
     from ..runtime.thermal import ThermalAGC
+    from ..runtime.tracking import TrackingConfig
 
     p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.replace("``", ""))
     p.add_argument("--rgb", action="append", default=[], metavar="SRC",
@@ -27,6 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--agc-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="percentile AGC: the stretch's lower and upper percentiles (default: 1 99)")
     SinkConfig.add_arguments(p.add_argument_group("outputs"))
+    TrackingConfig.add_arguments(p.add_argument_group("tracking"))
+    MetricsConfig.add_arguments(p.add_argument_group("metrics"))
     p.set_defaults(run=run)
 
 
@@ -35,8 +40,10 @@ def config_from_args(args: argparse.Namespace):
 
     from ..errors import RgbirError
     from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig, load_config
+    from ..runtime.metrics import MetricsConfig
     from ..runtime.pairing import PairingConfig
     from ..runtime.thermal import ThermalAGC
+    from ..runtime.tracking import TrackingConfig
 
     if len(args.ir) not in (0, len(args.rgb)):
         raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")
@@ -59,6 +66,8 @@ def config_from_args(args: argparse.Namespace):
     except ValueError as e:
         raise RgbirError(str(e)) from e
     config.sinks = replace(config.sinks, **sinks)
+    config.metrics = replace(config.metrics, **MetricsConfig.given(args))
+    config.tracking = replace(config.tracking, **TrackingConfig.given(args))
     return config
 
 

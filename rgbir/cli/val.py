@@ -1,4 +1,5 @@
-"""``rgbir val``: COCO-style mAP50 / mAP50-95 of a model on a paired RGB+IR dataset (YOLOMM or LLVIP data.yaml)."""
+"""``rgbir val``: COCO mAP50 / mAP50-95 (pycocotools) of a model on a paired RGB+IR dataset (YOLOMM or LLVIP
+data.yaml); --save-json writes the detections as COCO results, with the ground truth they refer to."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001, as mAP needs)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--blank", choices=("rgb", "ir"), help="zero one modality (single-modality ablation)")
+    p.add_argument("--save-json", metavar="FILE", help="write the detections as COCO results JSON (image_id, "
+                                                       "category_id, bbox x,y,w,h, score) and the ground truth "
+                                                       "as NAME-gt.json")
     PipelineConfig.add_arguments(p, only=(*BACKEND_OPTIONS, "imgsz"))
     p.set_defaults(run=run)
 
@@ -27,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..eval.validate import validate
-    from ..preflight import readable_file
+    from ..preflight import readable_file, writable_file
     from ..runtime.backends import open_backend
     from ..runtime.config import BACKEND_OPTIONS, PipelineConfig
 
     readable_file(args.data, "dataset file")
+    if args.save_json:
+        writable_file(args.save_json, "COCO results")
     backend = open_backend(args.model, **PipelineConfig.given(args, only=(*BACKEND_OPTIONS, "imgsz")))
     for warning in backend.warnings:
         log.warning(warning)
@@ -46,4 +52,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("speed (ms/image): " + ", ".join(f"{k} {v:.1f}" for k, v in result.ms_per_image.items()),
                   soft_wrap=True)
+    if args.save_json:
+        truth = result.coco.save(args.save_json)
+        console.print(f"wrote {args.save_json} ({len(result.coco.results)} detections) and {truth} (ground truth)",
+                      soft_wrap=True)
     return 0

@@ -1,4 +1,5 @@
-"""``validate``: run a backend over a paired dataset and score it (mAP50, mAP50-95, per class, speed)."""
+"""``validate``: run a backend over a paired dataset and score it with COCO's evaluator (mAP50, mAP50-95, per
+class, speed); the COCO ground truth and results it scored come back with it (``coco``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ..errors import RgbirError
 from ..runtime.backends import Backend
 from ..runtime.frames import Frame, FramePair
 from ..runtime.inference import DetectSettings, PairDetector
-from .metrics import APResult, ap_per_class, match
+from .coco import MAX_DETS, CocoFiles
+from .metrics import APResult
 
 
 @dataclass
@@ -20,6 +22,7 @@ class ValResult:
     ap: APResult
     images: int
     instances: int
+    coco: CocoFiles  # the ground truth and detections that were scored (rgbir val --save-json writes them)
     ms_per_image: dict[str, float] = field(default_factory=dict)
 
 
@@ -36,9 +39,8 @@ def validate(backend: Backend, data: str, split: str = "val", conf: float = 0.00
     if blank not in (None, "rgb", "ir"):
         raise RgbirError("blank must be 'rgb' or 'ir'")
     dataset = load_dataset(data, split)
-    detector = PairDetector(backend, DetectSettings(conf=conf, iou=iou, max_det=300))
-    names = dataset.names or backend.metadata.names
-    tps, scores, pred_cls, gt_cls = [], [], [], []
+    detector = PairDetector(backend, DetectSettings(conf=conf, iou=iou, max_det=MAX_DETS))
+    coco = CocoFiles(dataset.names or backend.metadata.names)
     timings: dict[str, float] = {}
     instances = 0
     for i, sample in enumerate(dataset.samples):
@@ -51,14 +53,7 @@ def validate(backend: Backend, data: str, split: str = "val", conf: float = 0.00
         h, w = rgb.shape[:2]
         cx, cy, bw, bh = (sample.boxes * [w, h, w, h]).T if len(sample.boxes) else np.zeros((4, 0))
         gt = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-        boxes = np.array([d.box_rgb for d in result.detections], np.float32).reshape(-1, 4)
-        classes = np.array([d.cls for d in result.detections], np.int64)
-        tps.append(match(boxes, classes, gt, sample.classes))
-        scores.append(np.array([d.score for d in result.detections], np.float32))
-        pred_cls.append(classes)
-        gt_cls.append(sample.classes)
+        coco.add(sample.rgb.relative_to(dataset.root).as_posix(), (h, w), sample.classes, gt, result.detections)
         instances += len(sample.classes)
-    ap = ap_per_class(np.concatenate(tps), np.concatenate(scores), np.concatenate(pred_cls),
-                      np.concatenate(gt_cls), names)
     n = len(dataset.samples)
-    return ValResult(ap, n, instances, {k: v / n for k, v in timings.items()})
+    return ValResult(coco.evaluate(), n, instances, coco, {k: v / n for k, v in timings.items()})

@@ -28,7 +28,7 @@ def side_by_side(result: PairResult, height: int = 480, fps: float | None = None
     ir, s_ir = _panel(pair.ir.image if pair.ir is not None else None, height)
     for d in result.detections:
         color = PALETTE[d.cls % len(PALETTE)]
-        label = f"{d.name} {d.score:.2f}"
+        label = f"{d.name} {d.score:.2f}" + (f" #{d.track_id}" if d.track_id is not None else "")
         for panel, box, scale in ((rgb, d.box_rgb, s_rgb), (ir, d.box_ir, s_ir)):
             if box is None:
                 continue

@@ -64,6 +64,7 @@ class LivePairer:
         self.config, self.clock = config, clock
         self.skew_rejects = 0
         self.stall_drops = 0
+        self.stalls = {"rgb": 0, "ir": 0}  # times each camera was reported stalled
         self.stalled: set[str] = set()
         self.last: dict[str, Frame | None] = {"rgb": None, "ir": None}
         self.pending: dict[str, Frame | None] = {"rgb": None, "ir": None}
@@ -125,6 +126,7 @@ class LivePairer:
             silent = (now - slot.last_arrival) * 1e3 > self.config.stall_ms
             if silent and name not in self.stalled:
                 self.stalled.add(name)
+                self.stalls[name] += 1
                 policy = ("pairing with its last frame for up to "
                           f"{self.config.reuse_ms:.0f} ms" if self.config.stall_policy == "reuse" else "waiting")
                 log.warning(f"stream {self.stream}: the {name.upper()} camera has stalled; {policy}")

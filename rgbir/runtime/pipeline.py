@@ -1,4 +1,4 @@
-"""The real-time pipeline: capture threads → pairing → preprocess/infer/postprocess → sinks.
+"""The real-time pipeline: capture threads → pairing → preprocess/infer/postprocess → tracking → sinks.
 
 Every hand-over is a bounded queue, so a slow stage never grows memory: file sources block (lockstep, no
 drops); live cameras keep only their newest frame and the pair queue drops its oldest pair. Ctrl-C / SIGTERM,
@@ -17,17 +17,21 @@ from dataclasses import dataclass
 
 from ..errors import RgbirError
 from .backends import Backend, open_backend
+from .brokers import MqttSink, RedisSink
 from .capture import CaptureThread, FrameQueue, LatestSlot
 from .config import PipelineConfig
 from .frames import FramePair
 from .inference import DetectSettings, PairDetector
+from .metrics import Metrics
 from .pairing import LivePairer, pair_lockstep
 from .registration import Registration
+from .result_files import MotSink, YoloTxtSink
 from .results import PairResult
 from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
 from .sources import Source, match_by_stem, open_source, rate_mismatch
 from .stages import DONE, Stages
-from .stats import Stats
+from .stats import Count, Stats
+from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,12 @@ class Pipeline:
         self.sinks: list[Sink] = sinks if sinks is not None else []
         self.periods: list[tuple[float | None, float | None]] = []  # per camera pair: --realtime frame periods
         self.stats = Stats(settings=_settings(config, self.detector.settings))
+        self.events: dict[str, int] = {}  # the pipeline's own counts (pairs dropped before inference)
         self.stages = Stages(self.detector, config.batch, config.queue_size, self.live, config.max_frames,
                              self.stop_event, self._count)
         self.streams: list[_Stream] = []
+        self.tracker = Tracker(config.tracking) if config.tracking.tracker else None
+        self.metrics: Metrics | None = None  # served from run() until the run ends
 
     # construction -----------------------------------------------------------------------------------------
     def _open_backend(self) -> Backend:
@@ -132,6 +139,15 @@ class Pipeline:
             if c.mjpeg_port is not None:
                 sinks.append(MjpegSink(c.mjpeg_port))
                 log.info(f"MJPEG preview on http://127.0.0.1:{sinks[-1].port}/")
+            if c.yolo_txt:
+                sinks.append(YoloTxtSink(c.yolo_txt))
+            if c.mot:
+                sinks.append(MotSink(c.mot))
+            if c.mqtt:
+                sinks.append(MqttSink(c.mqtt, c.mqtt_qos, c.mqtt_tls, c.mqtt_user, c.mqtt_password_file,
+                                      c.mqtt_client_id, c.broker_buffer, c.broker_flush))
+            if c.redis:
+                sinks.append(RedisSink(c.redis, c.redis_maxlen, c.broker_buffer, c.broker_flush))
         except Exception:
             for sink in sinks:
                 sink.close()
@@ -183,6 +199,8 @@ class Pipeline:
             if finished:  # never free buffers a still-running worker may use
                 self._release_backend()
             self._collect_counters()
+            if self.metrics is not None:
+                self.metrics.close()
             if self.config.stats_json:
                 self.stats.write_json(self.config.stats_json)
         failed = [c.error for s in self.streams for c in s.captures if c.error]
@@ -217,11 +235,17 @@ class Pipeline:
 
     def _write(self, result: PairResult) -> None:
         fps = self.stats.fps
+        if self.tracker is not None:  # before any sink: every output carries the same track ids
+            start = time.perf_counter()
+            self.tracker.update(result)
+            result.timings_ms["track"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         for sink in self.sinks:
             sink.write(result, fps)
         result.timings_ms["sink"] = (time.perf_counter() - start) * 1e3
         self.stats.add(result)
+        if self.metrics is not None:
+            self.metrics.observe(result)
 
     # opening ------------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -237,7 +261,12 @@ class Pipeline:
             self.periods = [(self._period(rgb), self._period(ir)) for rgb, ir in self.sources]
             if self.owns_sinks:
                 self.sinks = self._open_sinks()
+            if self.config.metrics.port is not None:
+                self.metrics = Metrics(self.config.metrics, self.stats, self.counts)
+                log.info(f"metrics on http://{self.config.metrics.host}:{self.metrics.port}/metrics")
         except BaseException:
+            for sink in self.sinks if self.owns_sinks else ():
+                sink.close()
             for source in opened:
                 source.close()
             raise
@@ -297,23 +326,32 @@ class Pipeline:
             if frame is not None:
                 yield FramePair(stream, frame, None)
 
-    def _count(self, key: str, n: int = 1) -> None:
+    def _count(self, event: str, n: int = 1) -> None:
         with self.stats.lock:
-            self.stats.counters[key] = self.stats.counters.get(key, 0) + n
+            self.events[event] = self.events.get(event, 0) + n
 
-    def _collect_counters(self) -> None:
-        with self.stats.lock:
-            self._update_counters(self.stats.counters)
-
-    def _update_counters(self, counters: dict) -> None:
+    def counts(self) -> list[Count]:
+        """Every running count of the cameras, streams, sinks and the pipeline, zeros included, as they are now."""
+        counts = []
         for stream in self.streams:
             for capture in stream.captures:
                 name = capture.source.name
-                counters[f"{name}: corrupt frames"] = capture.corrupt
-                counters[f"{name}: reconnects"] = capture.reconnects
-                counters[f"{name}: frames dropped (stale)"] = capture.outbox.dropped
-            if stream.live_pairer is not None:
-                counters[f"stream {stream.index}: frames dropped (skew)"] = stream.live_pairer.skew_rejects
-                counters[f"stream {stream.index}: frames dropped (stall)"] = stream.live_pairer.stall_drops
-        for key in [k for k, v in counters.items() if v == 0]:
-            del counters[key]
+                counts += [Count("camera", name, "corrupt frames", capture.corrupt),
+                           Count("camera", name, "reconnects", capture.reconnects),
+                           Count("camera", name, "frames dropped (stale)", capture.outbox.dropped)]
+            pairer = stream.live_pairer
+            if pairer is not None:
+                counts += [Count("stream", str(stream.index), "frames dropped (skew)", pairer.skew_rejects),
+                           Count("stream", str(stream.index), "frames dropped (stall)", pairer.stall_drops)]
+                counts += [Count("camera", source.name, "stalls", pairer.stalls[modality])
+                           for modality, source in (("rgb", stream.rgb), ("ir", stream.ir))]
+        for sink in self.sinks:
+            counts += sink.counts()
+        with self.stats.lock:
+            counts += [Count("pipeline", "", event, n) for event, n in self.events.items()]
+        return counts
+
+    def _collect_counters(self) -> None:
+        counts = self.counts()
+        with self.stats.lock:
+            self.stats.counters.update((c.key, c.value) for c in counts if c.value)

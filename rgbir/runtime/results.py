@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from .frames import FramePair
@@ -16,6 +17,7 @@ class Detection:
     score: float
     box_rgb: list[float]  # xyxy in RGB frame pixels
     box_ir: list[float] | None = None  # xyxy in IR frame pixels
+    track_id: int | None = None  # with --track: the object's identity in its stream, 1…
 
 
 @dataclass
@@ -51,7 +53,12 @@ class PairResult:
             "wait_ms": round(self.wait_ms, 3), "processing_ms": round(self.processing_ms, 3),
             "detections": [{"class": d.cls, "name": d.name, "score": round(d.score, 5),
                             "box_rgb": [round(v, 2) for v in d.box_rgb],
-                            "box_ir": None if d.box_ir is None else [round(v, 2) for v in d.box_ir]}
+                            "box_ir": None if d.box_ir is None else [round(v, 2) for v in d.box_ir],
+                            "track_id": d.track_id}
                            for d in self.detections],
             "error": self.error,
         }
+
+    def json_line(self) -> bytes:
+        """The record as one JSON Lines line without its newline: what --json writes and brokers publish."""
+        return json.dumps(self.record()).encode()

@@ -1,9 +1,9 @@
-"""Where results go: JSON Lines, an annotated video file, a window, an MJPEG preview on localhost."""
+"""Where results go: JSON Lines, an annotated video file, a window, an MJPEG preview on localhost (and, in their
+own modules, message brokers and standard result files)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -17,6 +17,7 @@ from ..errors import RgbirError
 from ..preflight import cannot_serve, cannot_write
 from .draw import side_by_side
 from .results import PairResult
+from .stats import Count
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # file suffix → OpenCV fourcc
 
@@ -32,6 +33,10 @@ class Sink(ABC):
 
     def close(self) -> None:
         pass
+
+    def counts(self) -> list[Count]:
+        """The sink's running counts for the statistics and metrics (a broker's drops and reconnections)."""
+        return []
 
 
 class JsonlSink(Sink):
@@ -50,7 +55,7 @@ class JsonlSink(Sink):
         self.size = 0  # bytes of whole records on disk
 
     def write(self, result: PairResult, fps: float | None) -> None:
-        line = (json.dumps(result.record()) + "\n").encode()
+        line = result.json_line() + b"\n"
         try:
             self.file.write(line)
             self.file.flush()

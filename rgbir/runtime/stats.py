@@ -21,6 +21,25 @@ from .results import PairResult
 WINDOW = 4096  # percentiles over the most recent pairs: memory stays constant however long the run
 
 
+@dataclass(frozen=True)
+class Count:
+    """One running count: ``event`` (e.g. 'frames dropped (stale)') of a camera, a stream, a sink or the whole
+    pipeline (``kind``), named ``subject``; the statistics show it as '<subject>: <event>', the metrics as a
+    counter labelled with the subject."""
+
+    kind: str  # "camera" | "stream" | "sink" | "pipeline"
+    subject: str  # the camera's source, the stream's number, the sink's name; "" for the pipeline
+    event: str
+    value: int
+
+    @property
+    def key(self) -> str:
+        """How the statistics name it: 'ir.mp4: reconnects', 'stream 0: frames dropped (skew)', 'pairs dropped
+        (slow inference)'."""
+        subject = f"stream {self.subject}" if self.kind == "stream" else self.subject
+        return f"{subject}: {self.event}" if subject else self.event
+
+
 @dataclass
 class Stats:
     started: float = field(default_factory=time.monotonic)
