@@ -10,10 +10,12 @@ import yaml
 from ..errors import RgbirError
 from ..metadata import PostprocessSpec
 from ..options import CommandLineOptions, image_size, option
-from ..preflight import free_port, readable_file, writable_file
+from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
+from .metrics import MetricsConfig
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
+from .tracking import TrackingConfig
 
 
 @dataclass
@@ -39,9 +41,37 @@ class SinkConfig(CommandLineOptions):
     mjpeg_port: int | None = option(None, flag="--mjpeg", parse=int, metavar="PORT",
                                     help="MJPEG preview on http://127.0.0.1:PORT/")
     video_fps: float = 30.0
+    yolo_txt: str | None = option(None, metavar="DIR", help="write YOLO labels here, one file per pair: 'class cx "
+                                  "cy w h conf' normalised to the RGB frame, named after the RGB image (or frame "
+                                  "number); camera pair N > 0 writes to DIR-N")
+    mot: str | None = option(None, metavar="FILE", help="write tracks in MOT Challenge format (frame,id,x,y,w,h,"
+                             "conf,-1,-1,-1; needs --track); camera pair N > 0 writes to NAME-N.txt")
+    mqtt: str | None = option(None, metavar="HOST[:PORT]/TOPIC", help="publish each record to this MQTT topic "
+                              "(port 1883, 8883 with --mqtt-tls)")
+    mqtt_qos: int = option(0, parse=int, choices=(0, 1), help="MQTT quality of service: 0 at most once, 1 at "
+                                                              "least once")
+    mqtt_tls: str | None = option(None, metavar="CA_FILE", help="MQTT over TLS, trusting this CA certificate (PEM)")
+    mqtt_user: str | None = option(None, metavar="NAME", help="MQTT user name; the password comes from "
+                                   "--mqtt-password-file or the environment variable RGBIR_MQTT_PASSWORD")
+    mqtt_password_file: str | None = option(None, metavar="FILE", help="file holding the MQTT password")
+    mqtt_client_id: str | None = option(None, metavar="ID", shown="rgbir-HOSTNAME-PID", help="MQTT client id")
+    redis: str | None = option(None, metavar="HOST[:PORT]/STREAM", help="append each record to this Redis stream "
+                               "(XADD, field 'record'; port 6379)")
+    redis_maxlen: int = option(100000, parse=int, metavar="N", help="trim the Redis stream to about N entries "
+                                                                  "(MAXLEN ~); 0: never")
+    broker_buffer: int = option(10000, parse=int, metavar="N", help="records held per broker while it is away; "
+                                                                  "beyond that the oldest are dropped and counted")
+    broker_flush: float = option(5.0, parse=float, metavar="S", help="seconds the end of a run waits for buffered "
+                                                                     "records to reach the brokers")
 
     def validate(self) -> None:
-        """Files writable, video suffix known, port free: checked before the model loads, not mid-run."""
+        """Files writable, video suffix known, port free, brokers reachable: checked before the model loads, not
+        mid-run."""
+        from .brokers import check_brokers
+
+        if self.mqtt_qos not in (0, 1):
+            raise RgbirError(f"--mqtt-qos {self.mqtt_qos}: MQTT quality of service is 0 (at most once) or 1 (at least "
+                             "once)")
         from .sinks import VIDEO_CODECS
 
         if self.json:
@@ -50,6 +80,11 @@ class SinkConfig(CommandLineOptions):
             writable_file(self.video, "video", tuple(VIDEO_CODECS))
         if self.mjpeg_port is not None:
             free_port(self.mjpeg_port, "MJPEG")
+        if self.yolo_txt:
+            writable_directory(self.yolo_txt, "YOLO labels")
+        if self.mot:
+            writable_file(self.mot, "MOT tracks")
+        check_brokers(self)
 
 
 BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph")  # what every command that runs a model takes
@@ -57,7 +92,8 @@ BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph")  # what every
 
 @dataclass
 class PipelineConfig(CommandLineOptions):
-    model: str = option(help="exported .onnx (ONNX Runtime), .engine (TensorRT) or weights/config (PyTorch)")
+    model: str = option(help="exported .onnx (ONNX Runtime), .engine (TensorRT), weights/config (PyTorch) or a "
+                             "served model (triton://HOST:PORT/MODEL)")
     streams: list[StreamConfig] = field(default_factory=list)
     backend: str = option("auto", choices=BACKENDS, help="auto: .onnx → onnxruntime, .engine/.plan → tensorrt, "
                                                          "weights → pytorch")
@@ -85,6 +121,8 @@ class PipelineConfig(CommandLineOptions):
     batch: int = option(1, parse=int, help="pairs per backend call (several camera pairs share one call)")
     queue_size: int = 4
     sinks: SinkConfig = field(default_factory=SinkConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     stats_interval: float = option(5.0, parse=float, help="seconds between status lines; 0 = none")
     stats_json: str | None = option(None, metavar="FILE", help="write the final statistics here")
     realtime: bool = option(False, help="pace video files and image folders at their frame rate, as cameras "
@@ -118,6 +156,10 @@ class PipelineConfig(CommandLineOptions):
         if self.registration:
             readable_file(self.registration, "registration file")
         self.sinks.validate()
+        self.metrics.validate()
+        self.tracking.validate()
+        if self.sinks.mot and not self.tracking.tracker:
+            raise RgbirError("--mot writes tracks: add --track bytetrack")
         if self.stats_json:
             writable_file(self.stats_json, "statistics")
 
@@ -145,8 +187,8 @@ def _build(cls, data: dict, where: str):
 
 
 def load_config(path: str | Path, **overrides) -> PipelineConfig:
-    """A run YAML: model, streams: [{rgb, ir}], and optional pairing/thermal/sinks sections; ``overrides``
-    (from flags) replace top-level settings."""
+    """A run YAML: model, streams: [{rgb, ir}], and optional pairing/thermal/sinks/metrics/tracking sections;
+    ``overrides`` (from flags) replace top-level settings."""
     try:
         data = yaml.safe_load(readable_file(path, "config file").read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -157,7 +199,8 @@ def load_config(path: str | Path, **overrides) -> PipelineConfig:
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         data["streams"] = [_build(StreamConfig, s, f"{path}: streams") for s in data.get("streams", [])]
-        for key, cls in (("pairing", PairingConfig), ("thermal", ThermalAGC), ("sinks", SinkConfig)):
+        for key, cls in (("pairing", PairingConfig), ("thermal", ThermalAGC), ("sinks", SinkConfig),
+                         ("metrics", MetricsConfig), ("tracking", TrackingConfig)):
             if isinstance(data.get(key), dict):
                 data[key] = _build(cls, data[key], f"{path}: {key}")
         if data.get("imgsz") is not None:
