@@ -44,7 +44,6 @@ def export(config: str, imgsz: tuple[int, int], path: Path, batch: int | str = 1
 def _export(config: str, imgsz: tuple[int, int], path: Path, batch: int | str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from lively import lively
-
     from rgbir.export import ExportOptions, export_onnx
     from rgbir.models import build_model
 
@@ -86,10 +85,10 @@ def main() -> None:
             pre_ms.append((time.perf_counter() - start) * 1e3)
             inputs.append(arrays)
         for arrays in inputs[:3]:  # warm-up (a CUDA graph is captured here)
-            outputs = backend.infer(*arrays)
+            backend.infer(*arrays)
         start = time.perf_counter()
         for arrays in inputs:
-            outputs = backend.infer(*arrays)
+            backend.infer(*arrays)
         bare = len(inputs) / (time.perf_counter() - start)
         rows = []
         for streams in args.streams:

@@ -29,6 +29,7 @@ from rgbir.serve import RepoOptions, write_repository
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 from pipeline import export  # noqa: E402  (the pipeline benchmark's export in a child process)
+
 from triton_server import LocalServer, install  # noqa: E402  (the tests' local tritonserver)
 
 

@@ -10,8 +10,8 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 OK, WARN, MISSING = "ok", "warn", "missing"
 

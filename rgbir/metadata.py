@@ -87,7 +87,7 @@ class ModelMetadata:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         d = json.loads(text)
         d.pop("nc", None)
         d.pop("modality_order", None)

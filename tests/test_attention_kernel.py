@@ -7,8 +7,7 @@ import torch
 
 from rgbir.errors import RgbirError
 from rgbir.models import build_model
-from rgbir.models.attention_kernel import (attention_function, kernel_attention, set_attention,
-                                           topk_sparse_attention_op)
+from rgbir.models.attention_kernel import attention_function, kernel_attention, set_attention, topk_sparse_attention_op
 from rgbir.models.fusion import MSC
 from rgbir.models.sparse_attention import topk_sparse_attention, topk_sparse_attention_reference
 

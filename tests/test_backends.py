@@ -181,15 +181,14 @@ def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path, monkeypatch):
     trt = pytest.importorskip("tensorrt", reason="full TensorRT not installed (engines cannot be built here)")
     if not hasattr(trt, "Builder"):
         pytest.skip("TensorRT builder not available")
-    from rgbir.trt import build_engine
-    from rgbir.parity import compare, random_inputs
-    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
-
     from media import frame_pair
+    from rgbir.parity import compare, random_inputs
     from rgbir.plugins import CompileOptions, compile_library
+    from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
     from rgbir.runtime.frames import Frame, FramePair
     from rgbir.runtime.inference import DetectSettings, PairDetector
     from rgbir.runtime.postprocess import Detections, match_detections
+    from rgbir.trt import build_engine
 
     info = _gpu_or_skip()
     library = compile_library(CompileOptions(arch="".join(map(str, info.compute_capability)),
@@ -359,10 +358,10 @@ def test_build_then_open_twice_in_one_process_with_the_real_plugin_registry(fake
     all against TensorRT's real (lean) plugin registry, which returns None for every load after the first."""
     import fake_tensorrt
     from attention_onnx import metadata, small_onnx
+    from rgbir.files import file_sha256
     from rgbir.runtime.backends.tensorrt_backend import TensorRTBackend
     from rgbir.trt import EngineOptions, build_engine
     from rgbir.trt.cuda import DeviceInfo
-    from rgbir.files import file_sha256
 
     onnx_path = small_onnx(tmp_path / "m.onnx", metadata(precision="fp16"))
     for _ in range(2):  # two builds, as two 'rgbir build' calls from one Python session would
@@ -428,10 +427,9 @@ def test_tensorrt_backend_zero_copy_slots_and_refusals(fake_gpu, tmp_path):
 
 def test_the_pipeline_closes_the_backend_it_opened(tmp_path, monkeypatch):
     from fakes import NumpyBackend, RecordingSink
+    from media import write_folders
     from rgbir.runtime import pipeline
     from rgbir.runtime.config import PipelineConfig, StreamConfig
-
-    from media import write_folders
 
     class Closing(NumpyBackend):
         closed = 0

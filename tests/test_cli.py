@@ -64,7 +64,8 @@ def test_runtime_works_where_torch_cannot_be_imported():
             "rgbir.export.check, rgbir.plugins, rgbir.metadata, rgbir.trt, rgbir.trt.sidecar, rgbir.trt.registry, "
             "rgbir.trt.calibration, rgbir.doctor, "
             "rgbir.runtime.backends.tensorrt_backend, rgbir.runtime.gpu_preprocess; from rgbir import Pipeline; "
-            "from rgbir.doctor import run_checks; run_checks(); print('ok')")
+            "from rgbir.doctor import run_checks; run_checks(); "
+            "from rgbir.cli.main import build_parser; build_parser(); print('ok')")  # every command's flags
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
 

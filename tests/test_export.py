@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lively import lively
 from rgbir.errors import RgbirError
 from rgbir.export import ExportOptions, export_onnx
 from rgbir.metadata import METADATA_KEY, load_onnx, onnx_metadata
@@ -17,7 +18,6 @@ from rgbir.parity import compare, random_inputs
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from rgbir.runtime.backends.torch_backend import TorchBackend
 from rgbir.runtime.postprocess import from_nms_outputs, match_detections, postprocess
-from lively import lively
 from upstream_layout import save_upstream_checkpoint
 
 warnings.filterwarnings("ignore", category=UserWarning)

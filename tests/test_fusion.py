@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rgbir.models.fusion import CFSAM, MSC, TSSA, Add, C2TSSA, ConvAttn, MiLKConvAttn
+from rgbir.models.fusion import C2TSSA, CFSAM, MSC, TSSA, Add, ConvAttn, MiLKConvAttn
 from rgbir.models.fusion.convattn import dynamic_depthwise3x3, geo_ensemble
 
 

@@ -367,7 +367,8 @@ def score_rows(kind: str, rng, n: int, n1: int) -> np.ndarray:
 
 
 def check_harness_run(scores, v, divisors, weights, out, thresholds, select_only=False):
-    from topk_reference import check_scores, thresholds as exact_thresholds
+    from topk_reference import check_scores
+    from topk_reference import thresholds as exact_thresholds
 
     np.testing.assert_array_equal(thresholds, exact_thresholds(torch.from_numpy(scores).double(), divisors).numpy())
     if select_only:
@@ -710,9 +711,9 @@ def test_gpu_letterbox_matches_the_cpu_path(gpu_library, frame_shape, channels, 
     _cuda()
     pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
     from rgbir.metadata import InputSpec, ModelMetadata
-    from rgbir.trt import cuda
     from rgbir.runtime.gpu_preprocess import DeviceLetterbox
     from rgbir.runtime.preprocess import letterbox, to_input
+    from rgbir.trt import cuda
 
     spec = InputSpec("ir" if len(frame_shape) == 2 else "rgb", channels, order)
     meta = ModelMetadata("t", {0: "a"}, (640, 640), 2, [spec], [8.0])

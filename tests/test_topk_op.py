@@ -9,8 +9,8 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from rgbir.export import topk_function
-from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.models.sparse_attention import topk_sparse_attention
+from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 
 
 def single_node_model(shape_q, shape_k, shape_v, scale, divisors, weights, dtype=TensorProto.FLOAT, inline=False):

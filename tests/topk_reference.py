@@ -66,7 +66,7 @@ class Report:
     def ambiguous_fraction(self) -> float:
         return self.ambiguous / max(self.rows, 1)
 
-    def merge(self, other: "Report") -> None:
+    def merge(self, other: Report) -> None:
         self.failures += [(row + self.rows, why) for row, why in other.failures]
         self.rows += other.rows
         self.ambiguous += other.ambiguous

@@ -148,7 +148,7 @@ class LocalServer:
                                                         os.environ.get("LD_LIBRARY_PATH")]))
         return env
 
-    def start(self, timeout: float = 60.0) -> "LocalServer":
+    def start(self, timeout: float = 60.0) -> LocalServer:
         """Start and wait until every model is ready (the server's health/ready); a failure names the log's tail."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         picked = iter(_free_ports(3))
@@ -194,7 +194,7 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

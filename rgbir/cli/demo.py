@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from .common import console, log
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo-yolo11n-mm-msc.safetensors"
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.synthetic import SceneConfig, write_clip
     from ..export import ExportOptions, export_onnx
-    from ..models import load
     from ..files import file_sha256
+    from ..models import load
 
     cache = cache_dir("demo")
     with safe_open(str(args.weights), "np") as weights:

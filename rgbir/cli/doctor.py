@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from .common import console
 
 
@@ -16,6 +17,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
+
     from rich.table import Table
     from rich.text import Text
 

@@ -11,7 +11,7 @@ NMS_FLAGS = {"max_det": "--max-det", "iou": "--iou", "conf": "--conf"}
 
 
 def add_parser(sub) -> None:
-    from ..export import ExportOptions
+    from ..export.options import ExportOptions
 
     p = sub.add_parser("export", help="export a model to ONNX (inputs rgb, ir)", description=__doc__.replace("``", ""))
     add_model_arguments(p, ir_channels=False)  # --ir-channels here is the exported input's (ExportOptions)
@@ -35,7 +35,8 @@ def check_given(given: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ExportOptions, export_onnx
+    from ..export import export_onnx
+    from ..export.options import ExportOptions
     from ..preflight import writable_file
 
     given = ExportOptions.given(args)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, console, load_model
 from ..options import image_size
+from .common import add_model_arguments, console, load_model
 
 
 def add_parser(sub) -> None:

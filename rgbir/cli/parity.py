@@ -4,6 +4,7 @@ agreement and (with --data) mAP. With both an ONNX file and --engine, ONNX Runti
 from __future__ import annotations
 
 import argparse
+
 from .common import console, log
 
 
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from ..parity import compare, image_inputs, model_mismatch, random_inputs
     from ..preflight import readable_file
     from ..runtime.backends import open_backend
-    from ..runtime.backends.triton_backend import is_triton_url
     from ..runtime.backends.torch_backend import TorchBackend
+    from ..runtime.backends.triton_backend import is_triton_url
     from .common import require_torch
 
     require_torch("parity")

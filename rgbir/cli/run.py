@@ -6,6 +6,7 @@ Exit code 0 when the sources end or --max-frames/--duration is reached, 130 afte
 from __future__ import annotations
 
 import argparse
+
 from .common import console
 
 

@@ -4,8 +4,8 @@ data.yaml); --save-json writes the detections as COCO results, with the ground t
 from __future__ import annotations
 
 import argparse
-from .common import console, log
 
+from .common import console, log
 
 
 def add_parser(sub) -> None:

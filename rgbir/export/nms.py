@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import onnx
 import onnx.inliner
-from onnxscript import FLOAT, INT32, opset18 as op, script
+from onnxscript import FLOAT, INT32, script
+from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
 from ..metadata import PostprocessSpec

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.inliner
-from onnxscript import FLOAT, opset18 as op, script
+from onnxscript import FLOAT, script
+from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
 from ..ops import TOPK_SPARSE_ATTENTION as CONTRACT

@@ -6,7 +6,7 @@ Attribute names are the state_dict keys upstream checkpoints use; do not rename 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

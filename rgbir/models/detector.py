@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import RgbirError
-from .builder import instantiate, is_multimodal, parse_activation, plan_layers, resolve_config, select_scale
-from .builder import x_channels
+from .builder import instantiate, is_multimodal, parse_activation, plan_layers, resolve_config, select_scale, x_channels
 from .head import Detect
 
 

@@ -16,13 +16,11 @@ probabilities are summed before a single product with v.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from ..ops import TOPK_SPARSE_ATTENTION
-
-
 
 
 def topk_counts(n_keys: int, k_divisors: Sequence[int]) -> list[int]:

@@ -37,7 +37,7 @@ class DetectSettings:
     max_det: int | None = None
     classes: list[int] | None = None
 
-    def resolve(self, graph: PostprocessSpec) -> "DetectSettings":
+    def resolve(self, graph: PostprocessSpec) -> DetectSettings:
         """The thresholds in effect for a model whose graph postprocesses as ``graph`` says, checked: the given ones
         over the defaults; after a graph's own NMS, only what is stricter than it."""
         base = graph if graph.kind == "nms" else PostprocessSpec()
@@ -103,7 +103,7 @@ class PairDetector:
             results += self.finish(batch, self.infer(batch))
         return results
 
-    def prepare(self, pairs: list[FramePair]) -> list["Batch"]:
+    def prepare(self, pairs: list[FramePair]) -> list[Batch]:
         """Register and preprocess; pairs with a corrupt frame become failed results. One Batch per call."""
         start = time.perf_counter()
         results, ready, arrays, infos = [], [], [], []
@@ -128,7 +128,7 @@ class PairDetector:
         batches[-1].results = results  # batches finish in order: the last one releases every result
         return batches
 
-    def infer(self, batch: "Batch") -> dict[str, np.ndarray] | None:
+    def infer(self, batch: Batch) -> dict[str, np.ndarray] | None:
         n = len(batch.ready)
         if not n:
             return None
@@ -139,7 +139,7 @@ class PairDetector:
             result.timings_ms["infer"] = (time.perf_counter() - start) * 1e3 / n
         return outputs
 
-    def finish(self, batch: "Batch", outputs: dict[str, np.ndarray] | None) -> list[PairResult]:
+    def finish(self, batch: Batch, outputs: dict[str, np.ndarray] | None) -> list[PairResult]:
         """Decode/NMS and map boxes into each camera's pixels; returns the batch's results in pair order."""
         if outputs is not None:
             start = time.perf_counter()

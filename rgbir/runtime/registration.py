@@ -47,7 +47,7 @@ class Registration:
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Registration":
+    def load(cls, path: str | Path) -> Registration:
         try:
             data = yaml.safe_load(Path(path).read_text())
             matrix = np.asarray(data["matrix"], dtype=np.float64)

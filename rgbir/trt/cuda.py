@@ -112,7 +112,7 @@ class Upload:
         self.host: HostBuffer | None = None
         self.device: DeviceBuffer | None = None
 
-    def put(self, array: np.ndarray, stream: "Stream") -> int:
+    def put(self, array: np.ndarray, stream: Stream) -> int:
         nbytes = array.nbytes
         if self.host is None or self.host.array.nbytes < nbytes:
             self.free()
@@ -151,7 +151,7 @@ class Stream:
     def synchronize(self) -> None:
         call(runtime_api().cudaStreamSynchronize, self.handle)
 
-    def capture(self, work) -> "Graph":
+    def capture(self, work) -> Graph:
         """Record what ``work()`` enqueues on this stream into a CUDA graph (nothing runs while capturing)."""
         cudart = runtime_api()
         call(cudart.cudaStreamBeginCapture, self.handle,

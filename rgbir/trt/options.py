@@ -21,7 +21,7 @@ class BatchProfile:
     max: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "BatchProfile":
+    def parse(cls, text: str) -> BatchProfile:
         """'4' → 1,4,4 (tuned for 4); '1,2,8' → min 1, opt 2, max 8."""
         try:
             values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]

@@ -39,7 +39,7 @@ class TensorRTFeatures:
     plugin_override_flag: bool  # OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE (bindings 10.16+)
 
     @classmethod
-    def of(cls, trt) -> "TensorRTFeatures":
+    def of(cls, trt) -> TensorRTFeatures:
         flags = getattr(trt, "BuilderFlag", None)
         creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
         version = str(getattr(trt, "__version__", "0"))

@@ -41,7 +41,7 @@ class EngineMetadata:
         return json.dumps(d, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "EngineMetadata":
+    def from_json(cls, text: str) -> EngineMetadata:
         d = json.loads(text)
         d["model"] = ModelMetadata.from_json(json.dumps(d["model"]))
         d["compute_capability"] = tuple(d["compute_capability"])

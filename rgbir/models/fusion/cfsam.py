@@ -7,7 +7,7 @@ projected to each level's channels and fused with the original maps (residual).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

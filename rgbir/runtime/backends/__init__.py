@@ -86,9 +86,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
         return TensorRTBackend(model, device=gpu, cuda_graph=cuda_graph, contexts=contexts,
                                plugin_library=plugin_library, gpu_preprocess=gpu_preprocess)
     if kind == "pytorch":
-        from .torch_backend import TorchBackend
-
-        from .torch_backend import TorchOptions
+        from .torch_backend import TorchBackend, TorchOptions
 
         options = TorchOptions(half, cuda_graph, channels_last, compile, attention or "auto")
         return TorchBackend.from_file(str(model), imgsz=imgsz or (640, 640), device=device or "cpu", options=options)

@@ -86,7 +86,7 @@ class Backend(ABC):
     def close(self) -> None:
         """Release device memory and handles (backends holding none need not override)."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc) -> None:

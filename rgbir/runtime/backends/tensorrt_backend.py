@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RgbirError
-from ...trt import cuda, registry
 from ...files import file_sha256
+from ...trt import cuda, registry
 from ...trt.sidecar import check_compatible, read_sidecar
 from .base import Backend, TensorSpec
 

@@ -125,7 +125,7 @@ class TorchBackend(Backend):
                          [TensorSpec("predictions", (None, 4 + metadata.nc, None), np.dtype(np.float32))])
 
     @classmethod
-    def from_file(cls, path: str, device: str = "cpu", **kwargs) -> "TorchBackend":
+    def from_file(cls, path: str, device: str = "cpu", **kwargs) -> TorchBackend:
         """Load ``path`` (weights or config) onto ``device``, checked before the model is built."""
         from ...models import open_model
 

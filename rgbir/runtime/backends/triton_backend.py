@@ -43,7 +43,7 @@ class TritonAddress:
     connect_timeout: float = 5.0  # seconds to reach the server
 
     @classmethod
-    def parse(cls, url: str) -> "TritonAddress":
+    def parse(cls, url: str) -> TritonAddress:
         parts = urlsplit(url)
         protocol = PROTOCOLS.get(parts.scheme.lower())
         path = [p for p in parts.path.split("/") if p]
