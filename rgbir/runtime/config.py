@@ -12,6 +12,7 @@ from ..metadata import PostprocessSpec
 from ..options import CommandLineOptions, image_size, option
 from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
+from .backends.torch_backend import ATTENTIONS
 from .metrics import MetricsConfig
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
@@ -87,7 +88,8 @@ class SinkConfig(CommandLineOptions):
         check_brokers(self)
 
 
-BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph")  # what every command that runs a model takes
+# what every command that runs a model takes
+BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph", "half", "attention")
 
 
 @dataclass
@@ -100,7 +102,12 @@ class PipelineConfig(CommandLineOptions):
     providers: list[str] | None = option(None, nargs="+", metavar="EP", shown="cuda if installed, else cpu",
                                          help="ONNX Runtime providers in preference order: cuda, tensorrt, cpu")
     device: str | None = option(None, help="GPU for TensorRT (0, cuda:1) or device for PyTorch (cpu, cuda)")
-    cuda_graph: bool = option(False, help="TensorRT: replay copy-in/execute/copy-out as one CUDA graph")
+    cuda_graph: bool = option(False, help="TensorRT: replay copy-in/execute/copy-out as one CUDA graph; PyTorch on "
+                                          "a GPU: capture the whole forward once per input shape and replay it")
+    half: bool = option(False, help="PyTorch on a GPU: fp16 weights and inputs (channels-last convolutions)")
+    attention: str | None = option(None, choices=ATTENTIONS, shown="auto",
+                                   help="PyTorch: top-k attention implementation; auto: the fused kernel on CUDA "
+                                        "when the plugin library is found, else the reference")
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
     gpu_preprocess: bool = option(False, help="TensorRT: upload 8-bit frames and letterbox them on the GPU (needs "
                                               "the plugin library)")
@@ -143,6 +150,8 @@ class PipelineConfig(CommandLineOptions):
 
         if self.backend not in BACKENDS:
             raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        if self.attention is not None and self.attention not in ATTENTIONS:
+            raise RgbirError(f"--attention '{self.attention}' is not one of {', '.join(ATTENTIONS)}")
         if self.mode not in ("auto", "files", "live"):
             raise RgbirError(f"mode must be auto, files or live, got '{self.mode}'")
         if self.batch < 1 or self.queue_size < 1:

@@ -89,7 +89,8 @@ class Pipeline:
     def _open_backend(self) -> Backend:
         c = self.config
         return open_backend(c.model, c.backend, providers=c.providers, device=c.device, cuda_graph=c.cuda_graph,
-                            contexts=c.contexts, gpu_preprocess=c.gpu_preprocess, imgsz=c.imgsz)
+                            contexts=c.contexts, gpu_preprocess=c.gpu_preprocess, imgsz=c.imgsz, half=c.half,
+                            attention=c.attention)
 
     def _release_backend(self) -> None:
         if self.owns_backend:
