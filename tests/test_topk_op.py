@@ -74,6 +74,22 @@ def test_rows_with_ties_keep_every_tied_entry():
     assert np.abs(exact_k.numpy() - expected).max() > 1e-3
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # onnx.reference computes inf - inf on the way
+def test_non_finite_scores_follow_the_op_policy_in_every_form():
+    """The op README's policy: a NaN score, a +inf score or no finite score makes the row NaN; -inf scores rank
+    last and weigh nothing. numpy, both ONNX forms, onnx.reference and torch agree on it."""
+    rng = np.random.default_rng(3)
+    q, k = rng.standard_normal((1, 1, 5, 4), dtype=np.float32), rng.standard_normal((1, 1, 9, 4), dtype=np.float32)
+    v = rng.standard_normal((1, 1, 9, 3), dtype=np.float32)
+    q[0, 0, 0, 0] = np.nan  # row 0: every score NaN
+    k[0, 0, 4] = [np.inf, 0, 0, 0]  # key 4: +inf or -inf by the sign of q[:, 0] (rows 1-4)
+    q[0, 0, 1:3, 0] = [2.0, -2.0]  # row 1 sees +inf (poisoned), row 2 sees -inf (ranked last, weight 0)
+    expected = topk_function.reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    assert np.isnan(expected[0, 0, :2]).all() and np.isfinite(expected[0, 0, 2:]).all()
+    for name, out in run_all(q, k, v, 0.5, [2, 3], [0.6, 0.4]).items():
+        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+
+
 def test_fp16_inputs_compute_in_fp32_and_return_fp16():
     rng = np.random.default_rng(2)
     q, k, v = (rng.standard_normal((1, 2, 12, 8)).astype(np.float16) for _ in range(3))

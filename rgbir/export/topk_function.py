@@ -82,8 +82,12 @@ def _all_nodes(graph: onnx.GraphProto):
 
 
 def reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, k_divisors, weights) -> np.ndarray:
-    """Plain numpy statement of the op's semantics (float64), independent of torch and of the ONNX body."""
+    """Plain numpy statement of the op's semantics (float64), independent of torch and of the ONNX body; a row with
+    a NaN score, a +inf score or no finite score comes out NaN (the op README's policy)."""
     scores = np.einsum("bhnd,bhmd->bhnm", q.astype(np.float64), k.astype(np.float64)) * scale
+    top = np.where(np.isnan(scores), -np.inf, scores).max(-1)
+    poisoned = (np.isnan(scores).any(-1) | ~np.isfinite(top))[..., None]
+    scores = np.where(poisoned, 0.0, scores)  # computed as if finite, then overwritten with NaN
     n_keys = scores.shape[-1]
     ordered = -np.sort(-scores, axis=-1)
     e = np.exp(scores - ordered[..., :1])
@@ -92,4 +96,5 @@ def reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, k_divis
         threshold = ordered[..., max(n_keys // divisor, 1) - 1][..., None]
         kept = np.where(scores >= threshold, e, 0.0)
         mixed += weight * kept / kept.sum(-1, keepdims=True)
-    return (mixed @ v.astype(np.float64)).astype(q.dtype)
+    out = np.where(poisoned, np.nan, mixed @ v.astype(np.float64))
+    return out.astype(q.dtype)
