@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the top-k sparse attention kernels, in one run: build the plugin library for this machine's GPU,
 # run the GPU tests (the current kernel, then the tiled one), run the benchmark. Every step runs whatever the
-# earlier ones did, each under a timeout (at most 6.7 minutes in all; about 4 on an H100); the exit codes are listed
+# earlier ones did, each under a timeout (at most 7.2 minutes in all; about 4 on an H100); the exit codes are listed
 # at the end, and the script exits non-zero if any step failed.
 #
 #   bash benchmarks/gpu_check.sh                      # from anywhere; works in the repository it lives in
@@ -112,7 +112,7 @@ pipeline_benchmark() {
     local weights
     weights=$(ls "$ROOT"/rgbir/assets/*.safetensors | head -n 1)
     RGBIR_PLUGIN_LIBRARY=$LIBRARY "$PYTHON" "$ROOT/benchmarks/pipeline.py" --model "$weights" --device cuda \
-        --half --cuda-graph --imgsz 640 640 --pairs 60 --streams 1 2
+        --half --cuda-graph --imgsz 640 640 --pairs 60 --streams 1 2 "$@"
 }
 export -f environment build gpu_tests op_tests benchmark model_benchmark pipeline_benchmark
 
@@ -124,6 +124,7 @@ step "GPU tests: the PyTorch op and backend" 40 op_tests
 step "benchmark: GPU time by CUDA-graph replay" 50 benchmark
 step "benchmark: MSC model by attention (issue 14)" 40 model_benchmark
 step "benchmark: pipeline vs bare PyTorch CUDA (issue 14)" 40 pipeline_benchmark
+step "benchmark: the same with the GPU letterbox" 30 pipeline_benchmark --gpu-preprocess
 
 printf '\n==================== summary ====================\n'
 failed=0

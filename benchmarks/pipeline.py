@@ -65,13 +65,16 @@ def main() -> None:
     parser.add_argument("--half", action="store_true", help="PyTorch: fp16")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT or PyTorch: replay a CUDA graph")
     parser.add_argument("--attention", help="PyTorch: auto, kernel, reference or upstream")
+    parser.add_argument("--gpu-preprocess", action="store_true", help="TensorRT or PyTorch: letterbox on the GPU "
+                        "in the pipeline (the bare figure stays host-preprocessed)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model or export(args.config, tuple(args.imgsz), tmp / "model.onnx", batch="dynamic")
         options = {k: v for k, v in (("threads", args.threads), ("device", args.device), ("half", args.half),
-                                     ("cuda_graph", args.cuda_graph), ("attention", args.attention)) if v}
+                                     ("cuda_graph", args.cuda_graph), ("attention", args.attention),
+                                     ("gpu_preprocess", args.gpu_preprocess)) if v}
         if backend_kind(model) == "pytorch":
             options["imgsz"] = tuple(args.imgsz)
         backend = open_backend(model, **options)

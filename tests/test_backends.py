@@ -40,7 +40,7 @@ def test_backend_kind_follows_the_file():
         with pytest.raises(RgbirError, match="TensorRT runs on a GPU"):
             open_backend("a.engine", device=device)
     with pytest.raises(RgbirError, match=r"--cuda-graph \(TensorRT and PyTorch only\), --gpu-preprocess \(TensorRT "
-                                         r"only\) do not apply to the onnxruntime backend"):
+                                         r"and PyTorch only\) do not apply to the onnxruntime backend"):
         open_backend("a.onnx", cuda_graph=True, gpu_preprocess=True)
     with pytest.raises(RgbirError, match=r"--half \(PyTorch only\) do not apply to the tensorrt backend"):
         open_backend("a.engine", half=True)

@@ -56,10 +56,10 @@ def test_library_links_no_tensorrt_and_exports_only_its_entry_points(plugin_libr
 
 def test_letterbox_launch_rejects_bad_arguments_before_touching_the_gpu(plugin_library):
     from rgbir.metadata import InputSpec, ModelMetadata
-    from rgbir.runtime.gpu_preprocess import DeviceLetterbox
+    from rgbir.runtime.gpu_preprocess import LetterboxKernel
 
     meta = ModelMetadata("t", {0: "a"}, (64, 96), 1, [InputSpec("rgb", 3, "RGB")], [8.0])
-    launch = DeviceLetterbox(meta, plugin_library).launch  # the ctypes signature the backend uses
+    launch = LetterboxKernel(meta, plugin_library).launch  # the ctypes signature both backends use
     good = [None, 48, 80, 240, 3, None, 64, 96, 3, 0, 58, 96, 3, 0, 1, 114.0, 1 / 255, None]
 
     def call(**changes):

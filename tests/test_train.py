@@ -52,8 +52,9 @@ def test_training_overfits_a_few_scenes(tmp_path):
     (tmp_path / "syn" / "data.yaml").write_text((tmp_path / "syn" / "data.yaml").read_text().replace(
         "val: images/val", "val: images/train"))  # score on the training scenes: an overfit check
     model = build_model("yolo11n-mm-mid", names=["person", "car", "sign"])
-    # 400 steps: task-aligned targets scale with the IoU already reached, so small objects start slowly
-    ema = train(model, data, TrainConfig(epochs=400, batch=6, imgsz=(96, 128), lr=4e-3, warmup_steps=5,
+    # 220 steps at lr 6e-3 reach mAP50-95 0.92 (200 at 4e-3 on 4 scenes: 0.60): task-aligned targets scale with
+    # the IoU already reached, so small objects start slowly
+    ema = train(model, data, TrainConfig(epochs=220, batch=6, imgsz=(96, 128), lr=6e-3, warmup_steps=5,
                                          flip=0.0, brightness=0.0), output=tmp_path / "m.safetensors")
     result = validate(TorchBackend(ema, imgsz=(96, 128)), str(data))
     assert result.ap.map50 > 0.9 and result.ap.map > 0.8, result.ap.per_class()

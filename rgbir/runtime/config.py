@@ -109,8 +109,8 @@ class PipelineConfig(CommandLineOptions):
                                    help="PyTorch: top-k attention implementation; auto: the fused kernel on CUDA "
                                         "when the plugin library is found, else the reference")
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
-    gpu_preprocess: bool = option(False, help="TensorRT: upload 8-bit frames and letterbox them on the GPU (needs "
-                                              "the plugin library)")
+    gpu_preprocess: bool = option(False, help="TensorRT, or PyTorch on a GPU: upload 8-bit frames and letterbox "
+                                              "them on the GPU (needs the plugin library)")
     imgsz: tuple[int, int] | None = option(None, parse=image_size, shown="640; an exported model has its own",
                                            help="network input H or H,W for the PyTorch backend only")
     # detection thresholds; None: the graph's own when it was exported with NMS, else 0.25, 0.7 and 300

@@ -53,7 +53,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
 
     onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
     gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1'), cuda_graph,
-    half, attention, channels_last, compile.
+    half, attention, channels_last, compile, gpu_preprocess.
     """
     kind = backend_kind(model) if backend == "auto" else backend
     _refuse_foreign(kind, {"--cuda-graph": cuda_graph, "--gpu-preprocess": gpu_preprocess, "contexts": contexts != 1,
@@ -88,13 +88,13 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     if kind == "pytorch":
         from .torch_backend import TorchBackend, TorchOptions
 
-        options = TorchOptions(half, cuda_graph, channels_last, compile, attention or "auto")
+        options = TorchOptions(half, cuda_graph, channels_last, compile, attention or "auto", gpu_preprocess)
         return TorchBackend.from_file(str(model), imgsz=imgsz or (640, 640), device=device or "cpu", options=options)
     raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")
 
 
-OWNERS = {"--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt",), "contexts": ("tensorrt",),
-          "--plugin": ("tensorrt",), "--half": ("pytorch",), "--attention": ("pytorch",),
+OWNERS = {"--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt", "pytorch"),
+          "contexts": ("tensorrt",), "--plugin": ("tensorrt",), "--half": ("pytorch",), "--attention": ("pytorch",),
           "--channels-last": ("pytorch",), "--compile": ("pytorch",)}  # backend options and who takes them
 SHOWN = {"tensorrt": "TensorRT", "pytorch": "PyTorch"}
 

@@ -77,11 +77,25 @@ class Backend(ABC):
             raise RgbirError(f"{self.name}: {len(rgb)} RGB inputs but {len(ir)} IR inputs in one batch")
         return {s.name: np.ascontiguousarray(given[s.name], dtype=s.dtype) for s in self.inputs}
 
+    @property
+    def takes_frames(self) -> bool:
+        """Whether this backend letterboxes 8-bit frames on its device itself (``infer_frames``)."""
+        return False
+
     def preprocessor(self):
         """How frames become this backend's inputs: letterboxed on the CPU unless the backend does it itself."""
-        from ..preprocess import HostPreprocessor
+        from ..preprocess import FramePreprocessor, HostPreprocessor
 
-        return HostPreprocessor(self.metadata)
+        return FramePreprocessor(self.metadata) if self.takes_frames else HostPreprocessor(self.metadata)
+
+    def frame_columns(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None) -> dict[str, list[np.ndarray]]:
+        """``infer_frames``' frames by input name, with one IR frame per RGB frame where the model takes IR."""
+        frames = {"rgb": list(rgb)}
+        if "ir" in self.input_names:
+            if ir is None or len(ir) != len(frames["rgb"]):
+                raise RgbirError(f"{self.name}: this model needs one IR frame per RGB frame")
+            frames["ir"] = list(ir)
+        return frames
 
     def close(self) -> None:
         """Release device memory and handles (backends holding none need not override)."""

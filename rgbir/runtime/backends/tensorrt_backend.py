@@ -259,24 +259,17 @@ class TensorRTBackend(Backend):
         finally:
             self.free.put(slot)
 
-    def preprocessor(self):
+    @property
+    def takes_frames(self) -> bool:
         """With GPU preprocessing the frames come as they are (``infer_frames``), else the CPU letterbox."""
-        if self.letterboxes is None:
-            return super().preprocessor()
-        from ..preprocess import FramePreprocessor
-
-        return FramePreprocessor(self.metadata)
+        return self.letterboxes is not None
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
         """8-bit frames in (BGR/grey, any size), letterboxed on the GPU; returns (outputs, LetterboxInfo per input
         per frame). Needs ``gpu_preprocess=True``."""
         if self.letterboxes is None:
             raise RgbirError("this TensorRT backend was opened without gpu_preprocess")
-        frames = {"rgb": list(rgb)}
-        if "ir" in self.input_names:
-            if ir is None or len(ir) != len(frames["rgb"]):
-                raise RgbirError(f"{self.name}: this model needs one IR frame per RGB frame")
-            frames["ir"] = list(ir)
+        frames = self.frame_columns(rgb, ir)
         count = len(frames["rgb"])
         if not 1 <= count <= self.max_batch:
             raise RgbirError(f"{count} frame pairs in one call; this engine takes 1 to {self.max_batch}")

@@ -3,11 +3,13 @@
 On a GPU it can run at GPU speed without TensorRT: fp16 weights (``half``), channels-last memory where convolutions
 gain from it, the fused top-k attention kernel as a PyTorch op (``attention``), the whole forward captured once per
 input shape as a CUDA graph and replayed (``cuda_graph``: eager launch overhead, ~27 ms for a 5 M-parameter model,
-becomes one launch), pinned host staging and one stream, and optionally ``torch.compile``.
+becomes one launch), pinned host staging and one stream, 8-bit frames letterboxed on the GPU by the plugin
+library's kernel (``gpu_preprocess``, as the TensorRT backend does), and optionally ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +46,7 @@ class TorchOptions:
     channels_last: bool | None = None  # None: on with --half on a GPU (tensor-core convolutions prefer NHWC)
     compile: bool = False  # torch.compile the model (first calls are slow)
     attention: str = "auto"  # top-k attention: the fused kernel on CUDA when its library is found, else reference
+    gpu_preprocess: bool = False  # 8-bit frames letterboxed on the GPU by the plugin library's kernel
 
     def validate(self, device) -> None:
         """One line for an option this device cannot honour."""
@@ -52,7 +55,8 @@ class TorchOptions:
         if device.type == "cuda":
             return
         asked = [flag for flag, on in (("--half", self.half), ("--cuda-graph", self.cuda_graph),
-                                       ("--channels-last", self.channels_last), ("--compile", self.compile)) if on]
+                                       ("--channels-last", self.channels_last), ("--compile", self.compile),
+                                       ("--gpu-preprocess", self.gpu_preprocess)) if on]
         if asked:
             raise RgbirError(f"{', '.join(asked)} speed up the PyTorch backend on a CUDA GPU; on {device} leave "
                              "them out, or add --device cuda")
@@ -93,6 +97,50 @@ class GraphedForward:
             self.output = self.model(*self.inputs)
 
 
+class DeviceFrames:
+    """8-bit frames letterboxed on the model's GPU by the plugin library's kernel, straight into one input batch
+    per call: a frame crosses PCIe as bytes, not as a float input three to four times its size."""
+
+    def __init__(self, meta, device, dtype: np.dtype, torch):
+        from ..gpu_preprocess import LetterboxKernel
+
+        self.kernel, self.device, self.dtype, self.torch = LetterboxKernel(meta), device, np.dtype(dtype), torch
+        self.torch_dtype = torch.float16 if self.dtype == np.float16 else torch.float32
+        self.specs = {s.name: s for s in meta.inputs}
+        self.staging: dict[tuple[str, int], object] = {}  # page-locked frames, by input and batch slot
+
+    def __call__(self, frames: dict[str, list[np.ndarray]]) -> tuple[dict[str, object], list[list]]:
+        """Input batches by name on the device, and each frame's LetterboxInfo (per pair, per input)."""
+        from ..gpu_preprocess import check_frame
+
+        torch = self.torch
+        h, w = self.kernel.meta.imgsz
+        infos: list[list] = [[] for _ in next(iter(frames.values()))]
+        batches = {}
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream().cuda_stream
+            for name, column in frames.items():
+                spec = self.specs[name]
+                batch = batches[name] = torch.empty((len(column), spec.channels, h, w), dtype=self.torch_dtype,
+                                                    device=self.device)
+                for i, frame in enumerate(column):
+                    check_frame(frame)
+                    src = self._upload(name, i, np.ascontiguousarray(frame))
+                    infos[i].append(self.kernel(src.data_ptr(), frame.shape, spec, batch[i].data_ptr(), self.dtype,
+                                                stream))
+        return batches, infos
+
+    def _upload(self, name: str, index: int, frame: np.ndarray):
+        """The frame on the device through a reused page-locked buffer (asynchronous on the current stream; the
+        call's result is read back before the buffer is reused)."""
+        host = self.torch.from_numpy(frame)
+        pinned = self.staging.get((name, index))
+        if pinned is None or pinned.shape != host.shape:
+            pinned = self.staging[(name, index)] = self.torch.empty_like(host).pin_memory()
+        pinned.copy_(host)
+        return pinned.to(self.device, non_blocking=True)
+
+
 class TorchBackend(Backend):
     name = "pytorch"
 
@@ -120,6 +168,7 @@ class TorchBackend(Backend):
         self.graphed = GraphedForward(self.forward, torch) if self.options.cuda_graph else None
         self.staging: dict[str, object] = {}  # pinned host tensors, by input name (CUDA)
         dtype = np.dtype(np.float16 if self.options.half else np.float32)
+        self.frames = DeviceFrames(metadata, self.device, dtype, torch) if self.options.gpu_preprocess else None
         super().__init__(metadata, [TensorSpec(s.name, (None, s.channels, None, None), dtype)  # any size
                                     for s in metadata.inputs],
                          [TensorSpec("predictions", (None, 4 + metadata.nc, None), np.dtype(np.float32))])
@@ -133,6 +182,10 @@ class TorchBackend(Backend):
         (kwargs.get("options") or TorchOptions()).validate(device)
         return cls(open_model(path), device=device, **kwargs)
 
+    @property
+    def takes_frames(self) -> bool:
+        return self.frames is not None
+
     def _to_device(self, name: str, array: np.ndarray):
         """An input on the model's device: through a reused page-locked buffer on a GPU (asynchronous copy)."""
         tensor = self.torch.from_numpy(array)
@@ -142,12 +195,28 @@ class TorchBackend(Backend):
                 pinned = self.staging[name] = self.torch.empty_like(tensor).pin_memory()
             pinned.copy_(tensor)
             tensor = pinned.to(self.device, non_blocking=True)
-        if self.channels_last:
-            tensor = tensor.contiguous(memory_format=self.torch.channels_last)
         return tensor
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.torch.inference_mode():
-            tensors = [self._to_device(n, feeds[n]) for n in self.input_names]
-            out = self.graphed(tensors) if self.graphed is not None else self.forward(*tensors)
-            return {"predictions": out.float().cpu().numpy()}
+            return self._run([self._to_device(n, feeds[n]) for n in self.input_names])
+
+    def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
+        """8-bit frames in (BGR/grey, any size), letterboxed on the GPU; returns (outputs, LetterboxInfo per
+        pair per input). Needs ``gpu_preprocess``."""
+        if self.frames is None:
+            raise RgbirError("this PyTorch backend was opened without gpu_preprocess")
+        columns = self.frame_columns(rgb, ir)
+        start = time.perf_counter()
+        with self.torch.inference_mode():
+            inputs, infos = self.frames(columns)
+            outputs = self._run([inputs[n] for n in self.input_names])
+        self.inference_ms = (time.perf_counter() - start) * 1e3
+        return outputs, infos
+
+    def _run(self, tensors: list) -> dict[str, np.ndarray]:
+        """The forward on device tensors (channels-last, captured graph or eager, as the options say)."""
+        if self.channels_last:
+            tensors = [t.contiguous(memory_format=self.torch.channels_last) for t in tensors]
+        out = self.graphed(tensors) if self.graphed is not None else self.forward(*tensors)
+        return {"predictions": out.float().cpu().numpy()}

@@ -115,11 +115,11 @@ class TritonBackend(Backend):
             raise RgbirError(f"model '{self.address.model}' on Triton at {self.address.server} carries no rgbir "
                              "metadata in its config parameters: write its repository with 'rgbir triton-repo'")
         meta = ModelMetadata.from_json(parameters[METADATA_PARAMETER])
-        self.takes_frames = parameters.get(INPUTS_PARAMETER) == "frames"
+        self.frames_model = parameters.get(INPUTS_PARAMETER) == "frames"  # an ensemble that letterboxes
         max_batch = int(config.get("max_batch_size", 0))
         outputs = [_spec(t, max_batch > 0) for t in config.get("output", [])
                    if not t["name"].endswith(LETTERBOX_SUFFIX)]
-        if self.takes_frames:  # what the network behind the preprocessing takes, for the runtime's checks
+        if self.frames_model:  # what the network behind the preprocessing takes, for the runtime's checks
             inputs = [TensorSpec(t.name, (None, *t.dims), np.dtype(t.dtype)) for t in network_tensors(meta)[0]]
         else:
             inputs = [_spec(t, max_batch > 0) for t in config.get("input", [])]
@@ -209,14 +209,11 @@ class TritonBackend(Backend):
                              "address the model behind it to send network inputs")
         return self._request(feeds)
 
-    def preprocessor(self):
+    @property
+    def takes_frames(self) -> bool:
         """A frames model letterboxes on the server: frames go as they are (boxes map back with the same
         geometry, computed here)."""
-        if not self.takes_frames:
-            return super().preprocessor()
-        from ..preprocess import FramePreprocessor
-
-        return FramePreprocessor(self.metadata)
+        return self.frames_model
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
         """8-bit frames (BGR or grey) to a frames model, one request per pair; returns (outputs, None)."""

@@ -1,6 +1,6 @@
 /*
- * GPU letterbox for the TensorRT backend: an 8-bit camera frame (BGR or grey, HWC, pitched) → one planar
- * network input (C,H,W) in float32 or float16, resized, padded, channel-ordered and scaled in one pass.
+ * GPU letterbox for the TensorRT and PyTorch backends: an 8-bit camera frame (BGR or grey, HWC, pitched) → one
+ * planar network input (C,H,W) in float32 or float16, resized, padded, channel-ordered and scaled in one pass.
  * Plain C launcher for ctypes. Semantics: README.md in this folder.
  */
 #pragma once
