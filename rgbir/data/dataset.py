@@ -41,6 +41,14 @@ def _swap_dir(path: Path, root: Path, old: str, new: str) -> Path:
     return root.joinpath(*relative)
 
 
+def label_line(cls: int, box, width: int, height: int) -> str:
+    """One YOLO label line, 'class cx cy w h', from an xyxy box in pixels of a width x height frame (the reader
+    below, the synthetic scenes and ``rgbir run --yolo-txt`` share it)."""
+    x1, y1, x2, y2 = box
+    return f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} " \
+        f"{(y2 - y1) / height:.6f}"
+
+
 def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)

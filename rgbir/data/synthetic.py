@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import yaml
 
+from .dataset import label_line
+
 NAMES = {0: "person", 1: "car", 2: "sign"}
 WARM = {0, 1}
 CONDITIONS = ("day", "night", "fog")
@@ -53,12 +55,7 @@ class Scene:
     def labels(self) -> list[str]:
         """YOLO label lines: class cx cy w h, normalised to the frame (shared by both modalities)."""
         h, w = self.rgb.shape[:2]
-        lines = []
-        for o in self.objects:
-            x1, y1, x2, y2 = o.box
-            lines.append(f"{o.cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
-                         f"{(y2 - y1) / h:.6f}")
-        return lines
+        return [label_line(o.cls, o.box, w, h) for o in self.objects]
 
 
 def misalignment_homography(size: tuple[int, int]) -> np.ndarray:

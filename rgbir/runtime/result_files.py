@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from ..data.dataset import label_line
 from ..preflight import cannot_write
 from .results import PairResult
 from .sinks import Sink, stream_path
@@ -27,11 +28,7 @@ class YoloTxtSink(Sink):
         if result.error is not None or frame.image is None:
             return
         h, w = frame.image.shape[:2]
-        lines = []
-        for d in result.detections:
-            x1, y1, x2, y2 = d.box_rgb
-            lines.append(f"{d.cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
-                         f"{(y2 - y1) / h:.6f} {d.score:.5f}\n")
+        lines = [f"{label_line(d.cls, d.box_rgb, w, h)} {d.score:.5f}\n" for d in result.detections]
         directory = stream_path(self.directory, result.pair.stream)
         path = directory / f"{Path(frame.file).stem if frame.file else f'{frame.seq:06d}'}.txt"
         try:
