@@ -13,11 +13,11 @@ from rgbir.runtime.backends.torch_backend import TorchBackend, TorchOptions
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(half=True), "--half speed up the PyTorch backend on a CUDA GPU"),
-    (dict(cuda_graph=True, compile=True), "--cuda-graph, --compile speed up"),
+    (dict(half=True), "--half works on a CUDA GPU only; on cpu leave it out"),
+    (dict(cuda_graph=True, compile=True), "--cuda-graph, --compile work on a CUDA GPU only; on cpu leave them out"),
     (dict(attention="fast"), "--attention 'fast' is not one of auto, kernel, reference, upstream"),
     (dict(attention="kernel"), "--attention kernel runs on CUDA only"),
-    (dict(gpu_preprocess=True), "--gpu-preprocess speed up the PyTorch backend on a CUDA GPU"),
+    (dict(gpu_preprocess=True), "--gpu-preprocess works on a CUDA GPU only"),
 ])
 def test_gpu_options_on_a_cpu_are_one_line_errors(options, message):
     with pytest.raises(RgbirError, match=message):
@@ -27,7 +27,7 @@ def test_gpu_options_on_a_cpu_are_one_line_errors(options, message):
 def test_open_backend_routes_the_pytorch_options_and_refuses_them_elsewhere():
     with pytest.raises(RgbirError, match=r"--half \(PyTorch only\)"):
         open_backend("model.onnx", half=True)
-    with pytest.raises(RgbirError, match="speed up the PyTorch backend on a CUDA GPU"):
+    with pytest.raises(RgbirError, match="works on a CUDA GPU only"):
         open_backend("yolo11n-mm-mid", half=True)  # checked before the model is built
     backend = open_backend("yolo11n-mm-mid-msc", imgsz=(64, 64), attention="upstream")
     assert backend.options.attention == "upstream" and not backend.channels_last

@@ -58,8 +58,9 @@ class TorchOptions:
                                        ("--channels-last", self.channels_last), ("--compile", self.compile),
                                        ("--gpu-preprocess", self.gpu_preprocess)) if on]
         if asked:
-            raise RgbirError(f"{', '.join(asked)} speed up the PyTorch backend on a CUDA GPU; on {device} leave "
-                             "them out, or add --device cuda")
+            one = len(asked) == 1
+            raise RgbirError(f"{', '.join(asked)} {'works' if one else 'work'} on a CUDA GPU only; on {device} leave "
+                             f"{'it' if one else 'them'} out, or add --device cuda")
 
 
 class GraphedForward:
