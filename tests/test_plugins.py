@@ -296,13 +296,14 @@ def topk_harness(tmp_path_factory):
 
 
 def run_topk_harness(exe, tmp_path, v, divisors, weights, *, scores=None, q=None, k=None, scale=1.0, row_warps=2,
-                     slot_bytes=256, narrow=True, seed=1, select_only=False):
+                     slot_bytes=256, narrow=True, seed=1, select_only=False, half=False):
     """One launch through the harness: (out (B,H,N,DV), thresholds (B,H,N,branches), refine passes run). With
-    `scores` (B,H,N,N1) the block reads scores from that matrix instead of q.k (exact, any values)."""
+    `scores` (B,H,N,N1) the block reads scores from that matrix instead of q.k (exact, any values); `half` runs the
+    float16 path (q, k, v rounded to float16, the m16n8k8 mma emulated by the warp's lanes)."""
     b, h, n, n1 = scores.shape if scores is not None else (*q.shape[:3], k.shape[2])
     d, dv = 1 if scores is not None else q.shape[3], v.shape[3]
     header = [int(scores is not None), b, h, n, n1, d, dv, len(divisors), row_warps, slot_bytes, int(narrow), seed,
-              int(select_only), 0, 0, 0]
+              int(select_only), int(half), 0, 0]
     arrays = ((scores,) if scores is not None else (q, k)) + (v,)
     params, out = tmp_path / "params.bin", tmp_path / "out.bin"
     params.write_bytes(struct.pack("16if", *header, scale) + np.asarray(divisors, np.int32).tobytes()
@@ -445,6 +446,30 @@ def test_tiled_block_float32_path_matches_float64_on_the_cpu(topk_harness, tmp_p
                                  row_warps=row_warps, slot_bytes=slot_bytes)
     report = check_attention(*(torch.from_numpy(x) for x in (q, k, v, out)), scale, divisors, weights, "float", 1e-5)
     assert not report.failures and report.ambiguous_fraction < 0.05, report.summary()
+
+
+@pytest.mark.parametrize("b,h,n,n1,d,dv,divisors,row_warps,slot_bytes,scale", [
+    (1, 2, 50, 200, 12, 40, (2, 3), 2, 256, 12**-0.5),     # d not a multiple of 8, two v passes (8 channels last)
+    (2, 1, 70, 130, 80, 20, (2, 3, 5), 4, 512, 80**-0.5),  # d over one 64-channel chunk, three branches
+    (1, 1, 33, 97, 16, 16, (3,), 2, 256, -0.25),           # one branch, negative scale (-0.0 scores)
+])
+def test_tiled_block_float16_path_matches_float64_on_the_cpu(topk_harness, tmp_path, b, h, n, n1, d, dv, divisors,
+                                                             row_warps, slot_bytes, scale):
+    """The float16 path (16-bit staging and pitches, mma.sync m16n8k8 fragments for q.k and P.V, emulated in the
+    harness by the PTX ISA layout) against float64 of the float16 inputs: float32 score bounds, outputs within 2e-3 of
+    the magnitude (P rounded to float16 for P.V and the float16 output: about 2^-11 each)."""
+    from topk_reference import check_attention
+
+    rng = np.random.default_rng(n * n1 + 1)
+    q, k = rng.standard_normal((b, h, n, d)), rng.standard_normal((b, h, n1, d))
+    v = rng.standard_normal((b, h, n1, dv))
+    q, k, v = (x.astype(np.float16).astype(np.float32) for x in (q, k, v))
+    weights = [0.5, -0.3, 0.8][: len(divisors)]
+    out, _, _ = run_topk_harness(topk_harness, tmp_path, v, divisors, weights, q=q, k=k, scale=scale,
+                                 row_warps=row_warps, slot_bytes=slot_bytes, half=True)
+    report = check_attention(*(torch.from_numpy(x) for x in (q, k, v, out)), scale, divisors, weights, "float", 2e-3)
+    assert not report.failures and report.ambiguous_fraction < 0.05, report.summary()
+    assert report.worst_clean > 1e-5  # the output went through float16 (the float16 path ran, not the float32 one)
 
 
 # The float64 reference and its ambiguity logic, checked before any GPU relies on them ---------------------------

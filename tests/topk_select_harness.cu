@@ -2,7 +2,9 @@
 // calls) on the CPU: every thread of a block is a cooperative fiber, __syncthreads and warp shuffles/ballots are
 // rendezvous points of the fibers (checked: a collective that not every lane reaches is reported as a deadlock), and
 // shared memory starts as garbage. Between rendezvous the fibers run in a seeded order, so a missing barrier shows up
-// as a result that depends on the seed. Used by tests/test_plugins.py.
+// as a result that depends on the seed. The float16 path's mma.sync m16n8k8 is a warp rendezvous too: the lanes' A,
+// B and C fragments are gathered by the PTX ISA layout, D is computed in float64 from the float16 inputs, rounded to
+// float32 and handed back by the same layout. Used by tests/test_plugins.py.
 //
 //   topk_select_harness selftest
 //   topk_select_harness plan ELEM_BYTES N N1 D DV BATCH_HEADS SHARED_PER_BLOCK SHARED_PER_SM SMS
@@ -39,7 +41,15 @@ enum Kind
     kShflIdx,
     kShflXor,
     kShflDown,
-    kBallot
+    kBallot,
+    kMma
+};
+
+//! One lane's operands of mma.m16n8k8.row.col.f32.f16.f16.f32 (c in, d out).
+struct MmaLane
+{
+    uint32_t a0, a1, b;
+    float c[4];
 };
 
 class Block
@@ -53,6 +63,7 @@ public:
         , mState(threads)
         , mRequest(threads)
         , mResult(threads)
+        , mMma(threads)
         , mRandom(seed)
         , mSeed(seed)
     {
@@ -108,6 +119,15 @@ public:
         return mResult[tid];
     }
 
+    //! The warp's mma: d = a * b + c, every lane's fragments in and out.
+    void mma(int32_t tid, float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b)
+    {
+        mMma[tid] = MmaLane{a0, a1, b, {d[0], d[1], d[2], d[3]}};
+        collective(tid, kMma, 0, 0);
+        for (int32_t i = 0; i < 4; ++i)
+            d[i] = mMma[tid].c[i];
+    }
+
 private:
     static constexpr size_t kStack = 256 * 1024;
     enum State
@@ -152,6 +172,15 @@ private:
             if (!ready)
                 continue;
             Kind const kind = mRequest[base].kind;
+            for (int32_t l = 0; l < 32; ++l)
+                if (mRequest[base + l].kind != kind)
+                    fail("lanes of warp " + std::to_string(base / 32) + " disagree on a warp collective");
+            if (kind == kMma)
+            {
+                warpMma(base);
+                released = true;
+                continue;
+            }
             uint32_t ballot = 0;
             for (int32_t l = 0; l < 32; ++l)
             {
@@ -176,6 +205,45 @@ private:
             released = true;
         }
         return released;
+    }
+
+    //! PTX ISA fragments of m16n8k8 (.f16 A and B, .f32 C and D), g = lane >> 2, t = lane & 3: a0 = {A[g][2t],
+    //! A[g][2t+1]}, a1 = {A[g+8][2t], A[g+8][2t+1]}, b = {B[2t][g], B[2t+1][g]} (low half first), c0, c1 = C[g][2t],
+    //! C[g][2t+1], c2, c3 = C[g+8][2t], C[g+8][2t+1].
+    void warpMma(int32_t base)
+    {
+        auto half = [](uint32_t bits) {
+            __half_raw raw{};
+            raw.x = static_cast<unsigned short>(bits & 0xffffu);
+            return static_cast<double>(__half2float(__half(raw)));
+        };
+        double a[16][8], b[8][8], c[16][8];
+        for (int32_t l = 0; l < 32; ++l)
+        {
+            MmaLane const& m = mMma[base + l];
+            int32_t const g = l >> 2, t = l & 3;
+            for (int32_t i = 0; i < 2; ++i)
+            {
+                a[g][2 * t + i] = half(m.a0 >> (16 * i));
+                a[g + 8][2 * t + i] = half(m.a1 >> (16 * i));
+                b[2 * t + i][g] = half(m.b >> (16 * i));
+                c[g][2 * t + i] = m.c[i];
+                c[g + 8][2 * t + i] = m.c[2 + i];
+            }
+        }
+        for (int32_t l = 0; l < 32; ++l)
+        {
+            int32_t const g = l >> 2, t = l & 3;
+            for (int32_t e = 0; e < 4; ++e)
+            {
+                int32_t const row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+                double sum = c[row][col];
+                for (int32_t kk = 0; kk < 8; ++kk)
+                    sum += a[row][kk] * b[kk][col];
+                mMma[base + l].c[e] = static_cast<float>(sum);
+            }
+            mState[base + l] = kRunnable;
+        }
     }
 
     //! When every thread waits at __syncthreads (or __syncthreads_or), all proceed.
@@ -219,6 +287,7 @@ private:
     std::vector<State> mState;
     std::vector<Request> mRequest;
     std::vector<uint32_t> mResult;
+    std::vector<MmaLane> mMma;
     std::function<void(int32_t)> mBody;
     ucontext_t mMain{};
     std::mt19937_64 mRandom;
@@ -252,6 +321,7 @@ struct HostCtx
     }
     void atomicMin(uint32_t* at, uint32_t x) const { *at = x < *at ? x : *at; }
     void atomicMax(uint32_t* at, uint32_t x) const { *at = x > *at ? x : *at; }
+    void mma16n8k8(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b0) const { b->mma(tid, d, a0, a1, b0); }
 };
 
 unsigned char* aligned16(unsigned char* p)
@@ -295,7 +365,8 @@ namespace rgbir::topk
 template <>
 struct TileMath<TableScore>
 {
-    static void scores(float (&s)[4][4], TableScore const* q, int32_t qPitch, TableScore const* k, int32_t kPitch,
+    template <class Ctx>
+    static void scores(Ctx&, float (&s)[4][4], TableScore const* q, int32_t qPitch, TableScore const* k, int32_t kPitch,
         int32_t, Place const& p)
     {
         for (int32_t nt = 0; nt < 4; ++nt)
@@ -451,8 +522,10 @@ int plan(char** argv)
 // ---- whole blocks ------------------------------------------------------------------------------------------------
 
 //! PARAMS: int32 header[16] = {table, B, H, N, N1, D, DV, branches, row_warps, slot_bytes, narrow, seed,
-//! select_only, 0, 0, 0}, float32 scale, int32 divisors[branches], float32 weights[branches], then float32 arrays:
-//! table == 0: q (B,H,N,D), k (B,H,N1,D), v (B,H,N1,DV); table == 1: scores (B,H,N,N1), v (B,H,N1,DV).
+//! select_only, half, 0, 0}, float32 scale, int32 divisors[branches], float32 weights[branches], then float32 arrays:
+//! table == 0: q (B,H,N,D), k (B,H,N1,D), v (B,H,N1,DV); table == 1: scores (B,H,N,N1), v (B,H,N1,DV). half == 1
+//! (table == 0 only): q, k and v are rounded to float16 and the block runs the float16 path (mma emulated); the
+//! output is float16, written back as float32.
 struct Params
 {
     int32_t h[16];
@@ -532,14 +605,13 @@ int runParams(char const* in, char const* outPath)
     Params P = readParams(in);
     int32_t const batch = P.h[1], heads = P.h[2], n = P.h[3], n1 = P.h[4], d = P.h[5], dv = P.h[6];
     int32_t const branches = P.h[7], rowWarps = P.h[8], slotBytes = P.h[9];
-    bool const table = P.h[0] != 0;
-    std::vector<float> ids;
+    bool const table = P.h[0] != 0, half = !table && P.h[13] != 0;
     TiledArgs args{};
-    if (checkLaunch(batch, heads, n, n1, table ? 1 : d, dv, P.divisors.data(), P.weights.data(), branches, 0, true,
-            args.branches)
+    if (checkLaunch(batch, heads, n, n1, table ? 1 : d, dv, P.divisors.data(), P.weights.data(), branches, half ? 1 : 0,
+            true, args.branches)
         != RGBIR_TOPK_OK)
         fail("bad launch arguments");
-    args.layout = tiledLayout(rowWarps, slotBytes, P.h[10] != 0, 4, table ? 1 : d, dv);
+    args.layout = tiledLayout(rowWarps, slotBytes, P.h[10] != 0, half ? 2 : 4, table ? 1 : d, dv);
     args.n = n;
     args.n1 = n1;
     args.d = table ? 1 : d;
@@ -563,8 +635,29 @@ int runParams(char const* in, char const* outPath)
     args.v = P.v.data();
     std::vector<float> out(bh * n * dv, NAN), thresholds(bh * n * branches, NAN);
     args.out = out.data();
-    int64_t const passes
-        = table ? runBlocks<TableScore>(P, args, out, thresholds) : runBlocks<float>(P, args, out, thresholds);
+    auto toHalf = [](std::vector<float> const& x) {
+        std::vector<__half> h(x.size());
+        for (size_t i = 0; i < x.size(); ++i)
+            h[i] = __float2half_rn(x[i]);
+        return h;
+    };
+    std::vector<__half> qh, kh, vh, outh;
+    if (half)
+    {
+        qh = toHalf(P.q);
+        kh = toHalf(P.k);
+        vh = toHalf(P.v);
+        outh = toHalf(out);
+        args.q = qh.data();
+        args.k = kh.data();
+        args.v = vh.data();
+        args.out = outh.data();
+    }
+    int64_t const passes = table ? runBlocks<TableScore>(P, args, out, thresholds)
+        : half                   ? runBlocks<__half>(P, args, out, thresholds)
+                                 : runBlocks<float>(P, args, out, thresholds);
+    for (size_t i = 0; i < outh.size(); ++i)
+        out[i] = __half2float(outh[i]);
     std::printf("refine_passes %lld\n", static_cast<long long>(passes));
     std::FILE* f = std::fopen(outPath, "wb");
     if (!f)

@@ -1,6 +1,6 @@
 /*
- * Tiled top-k sparse attention: the CUDA side of topkTiledCta.cuh (context, mma.sync fragments, the kernel and
- * its launcher). Design and reasons: README.md in this folder.
+ * Tiled top-k sparse attention: the CUDA side of topkTiledCta.cuh (the context, whose mma16n8k8 is mma.sync, the
+ * kernel and its launcher). Design and reasons: README.md in this folder.
  */
 #include "topkSparseAttentionTiled.h"
 
@@ -33,69 +33,15 @@ struct DeviceCtx
     __device__ uint32_t atomicAdd(uint32_t* at, uint32_t x) const { return ::atomicAdd(at, x); }
     __device__ void atomicMin(uint32_t* at, uint32_t x) const { ::atomicMin(at, x); }
     __device__ void atomicMax(uint32_t* at, uint32_t x) const { ::atomicMax(at, x); }
-};
-
-__device__ __forceinline__ uint32_t halves(__half2 h)
-{
-    return *reinterpret_cast<uint32_t const*>(&h);
-}
-
-__device__ __forceinline__ uint32_t load32(__half const* p) // two consecutive halves, 4-byte aligned
-{
-    return *reinterpret_cast<uint32_t const*>(p);
-}
-
-//! d += a (16x8 fp16, row-major) * b (8x8 fp16, column-major), fp32 accumulation; sm_75 and newer.
-__device__ __forceinline__ void mma16n8k8(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b)
-{
-    asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(b));
-}
-} // namespace
-
-template <>
-struct TileMath<__half>
-{
-    //! A fragment: q rows g, g+8 x channels 2t, 2t+1; B fragment: key g of each n-tile x the same channels.
-    __device__ static void scores(float (&s)[4][4], __half const* q, int32_t qPitch, __half const* k, int32_t kPitch,
-        int32_t cols, Place const& p)
+    //! d += a (16x8 fp16, row-major) * b (8x8 fp16, column-major), fp32 accumulation; sm_75 and newer.
+    __device__ void mma16n8k8(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b) const
     {
-        __half const* q0 = q + (p.rowBase + p.g) * qPitch + 2 * p.t;
-        __half const* q1 = q0 + 8 * qPitch;
-        __half const* kr = k + (p.keyBase + p.g) * kPitch + 2 * p.t;
-        for (int32_t c = 0; c < cols; c += 8) // channels past d are staged as zeros
-        {
-            uint32_t const a0 = load32(q0 + c), a1 = load32(q1 + c);
-#pragma unroll
-            for (int32_t nt = 0; nt < 4; ++nt)
-                mma16n8k8(s[nt], a0, a1, load32(kr + nt * 8 * kPitch + c));
-        }
-    }
-
-    //! The score fragment of n-tile nt is the A fragment of one k-step (keys 8 nt .. 8 nt + 7), weights in fp16.
-    template <class Ctx>
-    __device__ static void pv(Ctx&, float (&acc)[kVTiles][4], float const (&w)[4][4], __half const* v, int32_t vPitch,
-        int32_t cols, Place const& p)
-    {
-        int32_t const tiles = (cols + 7) / 8;
-#pragma unroll
-        for (int32_t nt = 0; nt < 4; ++nt)
-        {
-            uint32_t const a0 = halves(__floats2half2_rn(w[nt][0], w[nt][1]));
-            uint32_t const a1 = halves(__floats2half2_rn(w[nt][2], w[nt][3]));
-            __half const* v0 = v + (p.keyBase + nt * 8 + 2 * p.t) * vPitch + p.g;
-            __half const* v1 = v0 + vPitch;
-#pragma unroll
-            for (int32_t ct = 0; ct < kVTiles; ++ct)
-                if (ct < tiles)
-                    mma16n8k8(acc[ct], a0, a1, halves(__halves2half2(v0[ct * 8], v1[ct * 8])));
-        }
+        asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a0), "r"(a1), "r"(b));
     }
 };
 
-namespace
-{
 template <typename T>
 __global__ void __launch_bounds__(64 * kMaxRowWarps, 2) topkSparseAttentionTiledKernel(TiledArgs const args)
 {

@@ -1,7 +1,8 @@
 /*
  * One thread block of the tiled TopKSparseAttention kernel, written once against a small context `Ctx` (thread
- * and block index, __syncthreads, warp shuffles/ballot, shared-memory atomics): topkSparseAttentionTiled.cu runs
- * it with the CUDA context, tests/topk_select_harness.cu with an emulated block on the CPU (float32 path).
+ * and block index, __syncthreads, warp shuffles/ballot, shared-memory atomics, the warp's m16n8k8 mma):
+ * topkSparseAttentionTiled.cu runs it with the CUDA context (mma.sync), tests/topk_select_harness.cu with an emulated
+ * block on the CPU (both element types; the mma is a warp rendezvous computed in float).
  * Design and reasons: README.md in this folder.
  *
  * A block owns 16 * rowWarps query rows of one (batch, head) and 2 * rowWarps warps: warp w computes rows
@@ -154,8 +155,8 @@ RGBIR_HD void storeValue(__half* p, float x)
     *p = __float2half_rn(x);
 }
 
-//! Scores and P.V for one warp's 16 x 32 block, in the m16n8 fragment layout. float: FFMA (host and device);
-//! __half: mma.sync in topkSparseAttentionTiled.cu.
+//! Scores and P.V for one warp's 16 x 32 block, in the m16n8 fragment layout. float: FFMA; __half: the context's
+//! m16n8k8 mma (mma.sync on the GPU, a warp rendezvous in the CPU harness).
 template <typename T>
 struct TileMath;
 
@@ -163,8 +164,9 @@ template <>
 struct TileMath<float>
 {
     //! s[nt][e] += q[row(e)] . k[key(nt, e)] over `cols` staged channels, one fused multiply-add at a time.
-    RGBIR_HD static void scores(
-        float (&s)[4][4], float const* q, int32_t qPitch, float const* k, int32_t kPitch, int32_t cols, Place const& p)
+    template <class Ctx>
+    RGBIR_HD static void scores(Ctx&, float (&s)[4][4], float const* q, int32_t qPitch, float const* k, int32_t kPitch,
+        int32_t cols, Place const& p)
     {
         float const* q0 = q + (p.rowBase + p.g) * qPitch;
         float const* q1 = q0 + 8 * qPitch;
@@ -214,6 +216,73 @@ struct TileMath<float>
                     }
                 }
             }
+        }
+    }
+};
+
+//! Two consecutive halves as one 32-bit fragment register, the lower-indexed one in the low 16 bits (p 4-byte aligned).
+RGBIR_HD uint32_t load32(__half const* p)
+{
+#ifdef __CUDA_ARCH__
+    return *reinterpret_cast<uint32_t const*>(p);
+#else
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+#endif
+}
+
+RGBIR_HD uint32_t halves(__half2 h)
+{
+#ifdef __CUDA_ARCH__
+    return *reinterpret_cast<uint32_t const*>(&h);
+#else
+    uint32_t x;
+    memcpy(&x, &h, sizeof x);
+    return x;
+#endif
+}
+
+//! PTX ISA, mma.m16n8k8 with .f16 inputs, g = lane >> 2, t = lane & 3: A (16x8, row) a0 = {A[g][2t], A[g][2t+1]},
+//! a1 = {A[g+8][2t], A[g+8][2t+1]}; B (8x8, col) b = {B[2t][g], B[2t+1][g]}; C/D (f32) c0, c1 = row g, columns 2t,
+//! 2t+1, c2, c3 = row g+8: D's element e is the float path's s[nt][e] / acc[ct][e] (rows row(e), keys key(nt, e)).
+template <>
+struct TileMath<__half>
+{
+    //! A fragment: q rows g, g+8 x channels 2t, 2t+1; B fragment: key g of each n-tile x the same channels.
+    template <class Ctx>
+    RGBIR_HD static void scores(Ctx& ctx, float (&s)[4][4], __half const* q, int32_t qPitch, __half const* k,
+        int32_t kPitch, int32_t cols, Place const& p)
+    {
+        __half const* q0 = q + (p.rowBase + p.g) * qPitch + 2 * p.t;
+        __half const* q1 = q0 + 8 * qPitch;
+        __half const* kr = k + (p.keyBase + p.g) * kPitch + 2 * p.t;
+        for (int32_t c = 0; c < cols; c += 8) // channels past d are staged as zeros
+        {
+            uint32_t const a0 = load32(q0 + c), a1 = load32(q1 + c);
+#pragma unroll
+            for (int32_t nt = 0; nt < 4; ++nt)
+                ctx.mma16n8k8(s[nt], a0, a1, load32(kr + nt * 8 * kPitch + c));
+        }
+    }
+
+    //! The score fragment of n-tile nt is the A fragment of one k-step (keys 8 nt .. 8 nt + 7), weights in fp16.
+    template <class Ctx>
+    RGBIR_HD static void pv(Ctx& ctx, float (&acc)[kVTiles][4], float const (&w)[4][4], __half const* v, int32_t vPitch,
+        int32_t cols, Place const& p)
+    {
+        int32_t const tiles = (cols + 7) / 8;
+#pragma unroll
+        for (int32_t nt = 0; nt < 4; ++nt)
+        {
+            uint32_t const a0 = halves(__floats2half2_rn(w[nt][0], w[nt][1]));
+            uint32_t const a1 = halves(__floats2half2_rn(w[nt][2], w[nt][3]));
+            __half const* v0 = v + (p.keyBase + nt * 8 + 2 * p.t) * vPitch + p.g;
+            __half const* v1 = v0 + vPitch;
+#pragma unroll
+            for (int32_t ct = 0; ct < kVTiles; ++ct)
+                if (ct < tiles)
+                    ctx.mma16n8k8(acc[ct], a0, a1, halves(__halves2half2(v0[ct * 8], v1[ct * 8])));
         }
     }
 };
@@ -399,7 +468,7 @@ private:
                 stage(vTile(), L.vPitch, v + static_cast<size_t>(key0) * a.dv, a.dv, kKeyTile, a.n1 - key0, v0, L.vCols,
                     a.dv);
             ctx.sync();
-            TileMath<T>::scores(s, qTile(), L.qPitch, kTile(), L.qPitch, a.d - c0 < kChunk ? a.d - c0 : kChunk, p);
+            TileMath<T>::scores(ctx, s, qTile(), L.qPitch, kTile(), L.qPitch, a.d - c0 < kChunk ? a.d - c0 : kChunk, p);
         }
         for (int32_t nt = 0; nt < 4; ++nt)
             for (int32_t e = 0; e < 4; ++e)
