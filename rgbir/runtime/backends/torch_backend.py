@@ -98,17 +98,34 @@ class GraphedForward:
             self.output = self.model(*self.inputs)
 
 
+class PinnedUpload:
+    """Host arrays onto a CUDA device through page-locked buffers reused by key (asynchronous copies on the current
+    stream; each call's result is read back before its buffers are reused)."""
+
+    def __init__(self, device, torch):
+        self.device, self.torch = device, torch
+        self.buffers: dict[object, object] = {}
+
+    def __call__(self, key, array: np.ndarray):
+        host = self.torch.from_numpy(array)
+        pinned = self.buffers.get(key)
+        if pinned is None or pinned.shape != host.shape or pinned.dtype != host.dtype:
+            pinned = self.buffers[key] = self.torch.empty_like(host).pin_memory()
+        pinned.copy_(host)
+        return pinned.to(self.device, non_blocking=True)
+
+
 class DeviceFrames:
     """8-bit frames letterboxed on the model's GPU by the plugin library's kernel, straight into one input batch
     per call: a frame crosses PCIe as bytes, not as a float input three to four times its size."""
 
-    def __init__(self, meta, device, dtype: np.dtype, torch):
+    def __init__(self, meta, upload: PinnedUpload, dtype: np.dtype):
         from ..gpu_preprocess import LetterboxKernel
 
-        self.kernel, self.device, self.dtype, self.torch = LetterboxKernel(meta), device, np.dtype(dtype), torch
-        self.torch_dtype = torch.float16 if self.dtype == np.float16 else torch.float32
+        self.kernel, self.upload, self.dtype = LetterboxKernel(meta), upload, np.dtype(dtype)
+        self.device, self.torch = upload.device, upload.torch
+        self.torch_dtype = self.torch.float16 if self.dtype == np.float16 else self.torch.float32
         self.specs = {s.name: s for s in meta.inputs}
-        self.staging: dict[tuple[str, int], object] = {}  # page-locked frames, by input and batch slot
 
     def __call__(self, frames: dict[str, list[np.ndarray]]) -> tuple[dict[str, object], list[list]]:
         """Input batches by name on the device, and each frame's LetterboxInfo (per pair, per input)."""
@@ -126,20 +143,10 @@ class DeviceFrames:
                                                     device=self.device)
                 for i, frame in enumerate(column):
                     check_frame(frame)
-                    src = self._upload(name, i, np.ascontiguousarray(frame))
+                    src = self.upload((name, i), np.ascontiguousarray(frame))  # a buffer per batch slot
                     infos[i].append(self.kernel(src.data_ptr(), frame.shape, spec, batch[i].data_ptr(), self.dtype,
                                                 stream))
         return batches, infos
-
-    def _upload(self, name: str, index: int, frame: np.ndarray):
-        """The frame on the device through a reused page-locked buffer (asynchronous on the current stream; the
-        call's result is read back before the buffer is reused)."""
-        host = self.torch.from_numpy(frame)
-        pinned = self.staging.get((name, index))
-        if pinned is None or pinned.shape != host.shape:
-            pinned = self.staging[(name, index)] = self.torch.empty_like(host).pin_memory()
-        pinned.copy_(host)
-        return pinned.to(self.device, non_blocking=True)
 
 
 class TorchBackend(Backend):
@@ -167,9 +174,9 @@ class TorchBackend(Backend):
             self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if self.options.compile else self.model
         self.graphed = GraphedForward(self.forward, torch) if self.options.cuda_graph else None
-        self.staging: dict[str, object] = {}  # pinned host tensors, by input name (CUDA)
+        self.upload = PinnedUpload(self.device, torch) if self.device.type == "cuda" else None
         dtype = np.dtype(np.float16 if self.options.half else np.float32)
-        self.frames = DeviceFrames(metadata, self.device, dtype, torch) if self.options.gpu_preprocess else None
+        self.frames = DeviceFrames(metadata, self.upload, dtype) if self.options.gpu_preprocess else None
         super().__init__(metadata, [TensorSpec(s.name, (None, s.channels, None, None), dtype)  # any size
                                     for s in metadata.inputs],
                          [TensorSpec("predictions", (None, 4 + metadata.nc, None), np.dtype(np.float32))])
@@ -188,15 +195,8 @@ class TorchBackend(Backend):
         return self.frames is not None
 
     def _to_device(self, name: str, array: np.ndarray):
-        """An input on the model's device: through a reused page-locked buffer on a GPU (asynchronous copy)."""
-        tensor = self.torch.from_numpy(array)
-        if self.device.type == "cuda":
-            pinned = self.staging.get(name)
-            if pinned is None or pinned.shape != tensor.shape:
-                pinned = self.staging[name] = self.torch.empty_like(tensor).pin_memory()
-            pinned.copy_(tensor)
-            tensor = pinned.to(self.device, non_blocking=True)
-        return tensor
+        """An input on the model's device (through a reused page-locked buffer on a GPU)."""
+        return self.torch.from_numpy(array) if self.upload is None else self.upload(name, array)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.torch.inference_mode():
