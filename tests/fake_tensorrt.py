@@ -167,8 +167,15 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None, dla
                 self.calibration_profile = profile
 
     class Network:
+        num_inputs = num_outputs = num_layers = 0  # the fake records what was parsed, not a network
+
         def __init__(self, flags):
             self.flags = flags
+
+        def get_input(self, index):
+            raise IndexError(index)
+
+        get_output = get_layer = get_input
 
     class OnnxParser:
         def __init__(self, network, logger):

@@ -353,9 +353,10 @@ def test_tensorrt_backend_runs_batches_pads_to_the_smallest_and_refuses_the_rest
 
 
 def test_build_then_open_twice_in_one_process_with_the_real_plugin_registry(fake_gpu, plugin_library, lean_trt,
-                                                                           tmp_path):
+                                                                           tmp_path, monkeypatch):
     """The main job's first use: build an engine, then open it — twice, two backends at once — in one process,
     all against TensorRT's real (lean) plugin registry, which returns None for every load after the first."""
+    monkeypatch.setenv("RGBIR_PLUGIN_LIBRARY", str(plugin_library))  # not another library compiled on this machine
     import fake_tensorrt
     from attention_onnx import metadata, small_onnx
     from rgbir.files import file_sha256

@@ -1,4 +1,5 @@
-"""``rgbir build``: a TensorRT engine (TensorRT 10.x or 11.x) from an rgbir ONNX export, plus its sidecar JSON."""
+"""``rgbir build``: a TensorRT engine (TensorRT 10.x or 11.x, or TensorRT-RTX for RTX GPUs, built on any machine)
+from an rgbir ONNX export, plus its sidecar JSON."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     result = build_engine(args.onnx, output, EngineOptions.from_args(args), console=console)
     for note in result.notes:
         console.print(f"note: {note}", soft_wrap=True)
-    table = Table(title=f"{result.engine} ({result.size / 1e6:.1f} MB, {result.precision}, TensorRT "
+    edition = "TensorRT-RTX" if result.edition == "rtx" else "TensorRT"
+    table = Table(title=f"{result.engine} ({result.size / 1e6:.1f} MB, {result.precision}, {edition} "
                         f"{result.tensorrt_version}, built in {result.seconds:.1f} s)")
     for column in ("tensor", "mode", "dtype", "shape"):
         table.add_column(column)
@@ -37,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if result.layers:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.layer_precisions.items()))
-        console.print(f"{result.layers} layers ({counts})", soft_wrap=True)
+        console.print(f"{result.layers} {'layers' if result.inspected else 'network layers'}"
+                      f"{f' ({counts})' if counts else ''}", soft_wrap=True)
+    for kind, count in sorted(result.plugin_layers.items()):
+        console.print(f"{count} {kind} plugin layer{'s' if count > 1 else ''}", soft_wrap=True)
     if result.fallbacks:
         shown = ", ".join(result.fallbacks[:8]) + (" …" if len(result.fallbacks) > 8 else "")
         console.print(f"{len(result.fallbacks)} layers run wider than {result.precision}: {shown}", soft_wrap=True)

@@ -65,12 +65,18 @@ def attach(model: onnx.ModelProto, inline: bool = False) -> int:
     if not any(o.domain == CONTRACT.domain for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(CONTRACT.domain, int(CONTRACT.version)))
     if inline:
-        inlined = onnx.inliner.inline_local_functions(model)
-        model.CopyFrom(inlined)
-        kept = [o for o in model.opset_import if o.domain != CONTRACT.domain]
-        del model.opset_import[:]
-        model.opset_import.extend(kept)
+        inline_functions(model)
     return nodes
+
+
+def inline_functions(model: onnx.ModelProto) -> None:
+    """Replace every call of the attention's local function by its body, in place. ``onnx.inliner`` names each
+    call site's nodes apart, where a TensorRT parser inlining the function itself repeats the body's node names
+    at every call site ("A node named n16 already exists")."""
+    model.CopyFrom(onnx.inliner.inline_local_functions(model))
+    kept = [o for o in model.opset_import if o.domain != CONTRACT.domain]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
 
 
 def _all_nodes(graph: onnx.GraphProto):

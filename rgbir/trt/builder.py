@@ -1,8 +1,10 @@
-"""Build a TensorRT engine from an rgbir ONNX export (TensorRT 10.x and 11.x Python API).
+"""Build a TensorRT engine from an rgbir ONNX export (TensorRT 10.x and 11.x, TensorRT-RTX; one Python API).
 
 Flow: read the ONNX metadata → plan the version-specific flags (``plan.py``) → register the plugin library →
-parse → configure (precision, profile, workspace, timing cache, DLA, compatibility, calibrator, progress) →
-``build_serialized_network`` → write the plan atomically, the timing cache and the sidecar JSON → summarise.
+parse → configure (precision, profile, workspace, timing cache, DLA, compatibility, calibrator, compute
+capabilities, progress) → ``build_serialized_network`` → write the plan atomically, the timing cache and the
+sidecar JSON → summarise. TensorRT-RTX builds without a GPU; its engine is compiled for the GPU when loaded, so
+its summary comes from the network (inputs, outputs, layers), not from the engine.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..preflight import writable_file
 from .cuda import DeviceInfo
 from .options import EngineOptions
 from .plan import BuildPlan, TensorRTFeatures, plan_build
-from .sidecar import EngineMetadata, sidecar_path, write_sidecar
+from .sidecar import RTX_DEFAULT_TARGETS, EngineMetadata, sidecar_path, write_sidecar
 
 
 @dataclass
@@ -41,7 +43,10 @@ class BuildResult:
     size: int
     precision: str
     tensorrt_version: str
+    edition: str = "standard"  # "standard" | "rtx"
     tensors: list[TensorInfo] = field(default_factory=list)
+    plugin_layers: dict[str, int] = field(default_factory=dict)  # plugin type → layers of the parsed network
+    inspected: bool = True  # tensors and layers from the built engine (False: from the network, not inspectable)
     layers: int = 0
     layer_precisions: dict[str, int] = field(default_factory=dict)  # output datatype → layer count
     fallbacks: list[str] = field(default_factory=list)  # layers computing wider than the engine precision
@@ -62,12 +67,17 @@ def parse_errors(parser, onnx_path: Path) -> RgbirError:
 
 
 def onnx_bytes(model, plan: BuildPlan) -> bytes:
-    """The model as the parser should see it: without the attention's local function when the plugin must win.
-    ``model`` is loaded without its external data: the parser reads that from the file's folder."""
+    """The model as the parser should see it: without the attention's local function when the plugin must win,
+    with the function inlined (node names unique per call site) when no plugin is there. ``model`` is loaded
+    without its external data: the parser reads that from the file's folder."""
     if plan.strip_attention_function:
         kept = [f for f in model.functions if (f.domain, f.name) != (OP.domain, OP.name)]
         del model.functions[:]
         model.functions.extend(kept)
+    if plan.inline_attention_function:
+        from ..export.topk_function import inline_functions
+
+        inline_functions(model)
     return model.SerializeToString()
 
 
@@ -102,6 +112,10 @@ def configure(trt, builder, options: EngineOptions, plan: BuildPlan, meta, plugi
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
+    if plan.compute_capabilities:  # TensorRT-RTX; none given: the edition's own set
+        config.num_compute_capabilities = len(plan.compute_capabilities)
+        for i, cc in enumerate(plan.compute_capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, "SM" + cc.replace(".", "")), i)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer names and types for the summary
     return config
 
@@ -133,6 +147,23 @@ def layer_precisions(info: dict, precision: str) -> tuple[int, dict[str, int], l
         if types and min(WIDTH[t] for t in types) > WIDTH[precision]:
             wider.append(layer.get("Name", "?"))
     return len(layers), counts, wider
+
+
+def network_summary(trt, network) -> tuple[list[TensorInfo], int, dict[str, int]]:
+    """I/O tensors, layer count and plugin layers (by plugin type) of the parsed network."""
+    tensors = [TensorInfo(t.name, "input", t.dtype.name.lower(), tuple(t.shape))
+               for t in map(network.get_input, range(network.num_inputs))]
+    tensors += [TensorInfo(t.name, "output", t.dtype.name.lower(), tuple(t.shape))
+                for t in map(network.get_output, range(network.num_outputs))]
+    plugins: dict[str, int] = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.PLUGIN_V3:
+            layer.__class__ = trt.IPluginV3Layer  # the Python API's way to reach a layer's own interface
+            core = layer.plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+            kind = f"{core.plugin_namespace}::{core.plugin_name}"
+            plugins[kind] = plugins.get(kind, 0) + 1
+    return tensors, network.num_layers, plugins
 
 
 def inspect_engine(trt, logger, plan_bytes, precision: str, host_code: bool):
@@ -216,12 +247,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
                        (options.calibration_cache, "calibration cache")):
         if path is not None:
             writable_file(path, what)  # fail before a long build, not after it
-    trt = trt or registry.tensorrt_module()
+    trt = trt or registry.builder_module(options.edition)
     features = TensorRTFeatures.of(trt)
     plugin_library = registry.register_if_present(options.plugin_library, trt, required=False) \
         if meta.attention_op == "function" or options.plugin_library is not None else None
     plan = plan_build(options, meta, features, plugin_library is not None)
-    device = _build_device(options, device)
+    device = None if features.rtx else _build_device(options, device)  # TensorRT-RTX needs no GPU to build
 
     start = time.perf_counter()
     notes = list(plan.notes)
@@ -236,25 +267,35 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     if feeder is not None and feeder.error is not None:
         raise feeder.error
     if serialized is None:
-        raise RgbirError(f"TensorRT could not build an engine from {onnx_path} (its log above says why)")
+        raise RgbirError(f"{features.label} could not build an engine from {onnx_path} (its log above says why)")
     if feeder is not None:
         notes.append(f"INT8 calibrated on {feeder.fed} batches of {feeder.batch_size} pairs" if feeder.fed
                      else f"INT8 scales from the calibration cache {options.calibration_cache}")
     seconds = time.perf_counter() - start
 
+    targets = (plan.compute_capabilities or list(RTX_DEFAULT_TARGETS)) if features.rtx else []
     sidecar = _publish(engine_path, serialized, EngineMetadata(
         model=replace(meta, precision=plan.engine_precision), tensorrt_version=features.version,
-        gpu_name=device.name, compute_capability=device.compute_capability, build=options.to_dict(),
+        gpu_name=device.name if device else "", compute_capability=device.compute_capability if device else (0, 0),
+        build=options.to_dict(),
         version_compatible=options.version_compatible, hardware_compatible=options.hardware_compatible,
         plugin_library=str(plugin_library) if plugin_library else None,
         plugin_sha256=file_sha256(plugin_library) if plugin_library else None,
         plugins_embedded=options.version_compatible and plugin_library is not None,
-        onnx_sha256=file_sha256(onnx_path)))
+        onnx_sha256=file_sha256(onnx_path), edition=features.edition, compute_targets=targets))
     _save_timing_cache(config, cache, options, notes)
-    tensors, layers, counts, wider = inspect_engine(trt, logger, serialized, plan.engine_precision,
-                                                    options.version_compatible)
-    return BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
-                       features.version, tensors, layers, counts, wider, notes)
+    result = BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
+                         features.version, features.edition, notes=notes)
+    result.tensors, result.layers, result.plugin_layers = network_summary(trt, network)
+    if features.rtx:  # the plan is compiled for the GPU when it is loaded: nothing more to inspect here
+        result.inspected = False
+        notes.append(f"built ahead of time for compute capabilities {', '.join(targets)}: TensorRT-RTX compiles it "
+                     "for the GPU when it is loaded (JIT), so the tensors and layers shown are the network's and the "
+                     "layers' precisions are only known there")
+    else:
+        result.tensors, result.layers, result.layer_precisions, result.fallbacks = inspect_engine(
+            trt, logger, serialized, plan.engine_precision, options.version_compatible)
+    return result
 
 
 def _build_device(options: EngineOptions, device: DeviceInfo | None) -> DeviceInfo:

@@ -8,6 +8,15 @@ from pathlib import Path
 from ..errors import RgbirError
 from ..metadata import FLOAT_PRECISIONS, ModelMetadata, check_choice
 from ..options import CommandLineOptions, option
+from .registry import EDITIONS
+
+
+def compute_capabilities(text: str) -> list[str]:
+    """'7.5,8.6' → ['7.5', '8.6']: TensorRT-RTX's target compute capabilities."""
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not values or not all(v.count(".") == 1 and v.replace(".", "").isdigit() for v in values):
+        raise ValueError(f"'{text}' is not a list of compute capabilities such as 7.5 or 8.6,12.0")
+    return values
 
 PRECISIONS = ("auto", *FLOAT_PRECISIONS, "int8")
 
@@ -64,6 +73,14 @@ class EngineOptions(CommandLineOptions):
                                          shown="the search path", help="rgbir plugin library")
     optimization_level: int | None = option(None, flag="--opt-level", parse=int,
                                             help="builder optimisation level 0-5 (TensorRT's default 3)")
+    edition: str = option("auto", flag="--tensorrt", choices=EDITIONS,
+                          help="which TensorRT builds: standard (the full TensorRT, on the GPU the engine is for), "
+                               "rtx (TensorRT-RTX: on any machine, a CPU included, for RTX GPUs), auto (standard "
+                               "when installed, else rtx)")
+    compute_capabilities: list[str] | None = option(None, flag="--compute-capability", parse=compute_capabilities,
+                                                    metavar="CC[,CC]", shown="TensorRT-RTX's own: 8.0, 8.6, 8.9, "
+                                                    "12.0 and later", help="TensorRT-RTX: the GPUs the engine "
+                                                    "targets (7.5 for Turing)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -72,6 +89,7 @@ class EngineOptions(CommandLineOptions):
     def validate(self, meta: ModelMetadata) -> None:
         """Reject options that cannot work for this model, whatever TensorRT version builds it."""
         check_choice(self.precision, PRECISIONS, "precision")
+        check_choice(self.edition, EDITIONS, "TensorRT edition")
         if self.precision == "fp32" and meta.precision != "fp32":
             raise RgbirError(f"the ONNX model is {meta.precision}: an fp32 engine needs an fp32 export "
                              "('rgbir export --precision fp32')")

@@ -19,14 +19,15 @@ from ..files import atomic_write
 from ..metadata import ModelMetadata
 
 SIDECAR_SUFFIX = ".json"
+RTX_DEFAULT_TARGETS = ("8.0", "8.6", "8.9", "12.0+")  # what TensorRT-RTX targets unless told (its docs)
 
 
 @dataclass
 class EngineMetadata:
     model: ModelMetadata  # the ONNX metadata, with ``precision`` set to the engine's
     tensorrt_version: str
-    gpu_name: str
-    compute_capability: tuple[int, int]
+    gpu_name: str  # the build GPU; "" for a TensorRT-RTX engine built ahead of time (no GPU needed)
+    compute_capability: tuple[int, int]  # the build GPU's; (0, 0) for TensorRT-RTX (see compute_targets)
     build: dict[str, Any] = field(default_factory=dict)  # the EngineOptions that made it, as JSON
     version_compatible: bool = False
     hardware_compatible: bool = False  # built with a hardware-compatibility level (Ampere+)
@@ -34,6 +35,8 @@ class EngineMetadata:
     plugin_sha256: str | None = None
     plugins_embedded: bool = False  # plugin library serialised into the plan (plugins_to_serialize)
     onnx_sha256: str | None = None
+    edition: str = "standard"  # "standard" (TensorRT) | "rtx" (TensorRT-RTX: JIT-compiled on the GPU at load)
+    compute_targets: list[str] = field(default_factory=list)  # TensorRT-RTX: the compute capabilities it runs on
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -79,17 +82,48 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in str(text).split(".") if p.isdigit())
 
 
+def _covers(targets: list[str], cc: tuple[int, int]) -> bool:
+    """Whether TensorRT-RTX targets such as ['7.5', '12.0+'] include compute capability ``cc``."""
+    for target in targets:
+        major, minor = (int(p) for p in target.rstrip("+").split("."))
+        if cc == (major, minor) or (target.endswith("+") and cc >= (major, minor)):
+            return True
+    return False
+
+
+def _check_rtx(meta: EngineMetadata, edition: str, tensorrt_version: str, gpu_name: str,
+               compute_capability: tuple[int, int], engine: str | Path) -> None:
+    """TensorRT-RTX engines load only in the release that built them, on a GPU among their targets."""
+    if edition != "rtx":
+        raise RgbirError(f"{engine} is a TensorRT-RTX engine: run it with TensorRT-RTX (pip install 'rgbir[rtx]') on "
+                         "an RTX GPU, or build a TensorRT engine with 'rgbir build --tensorrt standard'")
+    if version_tuple(tensorrt_version) != version_tuple(meta.tensorrt_version):
+        raise RgbirError(f"{engine} was built with TensorRT-RTX {meta.tensorrt_version} and this is TensorRT-RTX "
+                         f"{tensorrt_version}, which loads only its own engines: rebuild it with 'rgbir build "
+                         "--tensorrt rtx'")
+    if not _covers(meta.compute_targets, tuple(compute_capability)):
+        cc = f"{compute_capability[0]}.{compute_capability[1]}"
+        raise RgbirError(f"{engine} targets compute capabilities {', '.join(meta.compute_targets)} and {gpu_name} is "
+                         f"{cc}: rebuild it with 'rgbir build --tensorrt rtx --compute-capability {cc}'")
+
+
 def check_compatible(meta: EngineMetadata, tensorrt_version: str, gpu_name: str,
                      compute_capability: tuple[int, int], engine: str | Path = "the engine",
-                     integrated: bool = False) -> list[str]:
+                     integrated: bool = False, edition: str = "standard") -> list[str]:
     """Raise when this TensorRT/GPU cannot load the engine; return warnings for what merely may be slower.
 
     Plans are tied to the exact TensorRT version (major.minor.patch.build) that built them; a version-compatible
     plan (TensorRT >= 8.6) loads in the same or a later release of its major version, or of the next major
     (8.6 → 10.x, 10.x → 11.x). Plans
     are tied to the compute capability unless built hardware-compatible (any Ampere or newer discrete GPU,
-    compute capability >= 8.0; not Jetson).
+    compute capability >= 8.0; not Jetson). TensorRT-RTX engines (``meta.edition``) follow ``_check_rtx``.
     """
+    if meta.edition == "rtx":
+        _check_rtx(meta, edition, tensorrt_version, gpu_name, compute_capability, engine)
+        return []
+    if edition == "rtx":
+        raise RgbirError(f"{engine} is a TensorRT engine and TensorRT-RTX cannot load it: run it with TensorRT "
+                         "(pip install 'rgbir[trt]'), or rebuild it with 'rgbir build --tensorrt rtx'")
     built, here = version_tuple(meta.tensorrt_version), version_tuple(tensorrt_version)
     rebuild = "rebuild it here with 'rgbir build' (or build it with --version-compatible)"
     if meta.version_compatible:
