@@ -107,27 +107,53 @@ def check_cuda() -> list[Check]:
     return checks
 
 
+def _plugin_check(trt, name: str) -> Check:
+    from .errors import RgbirError
+    from .trt import registry
+
+    try:
+        library = registry.register_plugins(None, trt)
+        return Check(name, OK, f"{library} loads in {registry.label(trt)}")
+    except RgbirError as e:
+        return Check(name, MISSING, str(e).split(" (")[0].split(":")[0],
+                     "rgbir plugins compile (needs nvcc and TensorRT headers)")
+
+
 def check_tensorrt() -> list[Check]:
+    """Each TensorRT edition installed here, what it can do, and whether the plugin library loads in it."""
     from .errors import RgbirError
     from .trt import registry
     from .trt.plan import TensorRTFeatures
 
+    checks = []
+    modules = {}
+    for edition in ("standard", "rtx"):
+        try:
+            modules[edition] = registry.tensorrt_module(edition)
+        except RgbirError:
+            continue
+    if not modules:
+        return [Check("TensorRT", MISSING, "not installed", f"{registry.INSTALL['standard']}; or, to build engines "
+                                                             f"for RTX GPUs on any machine, {registry.INSTALL['rtx']}")]
     try:
-        trt = registry.tensorrt_module()
-    except RgbirError as e:
-        return [Check("TensorRT", MISSING, "not installed", str(e).split(": ", 1)[-1])]
-    f = TensorRTFeatures.of(trt)
-    flavour = "full (builds engines)" if f.builder else "lean runtime only (loads version-compatible engines)"
-    typing = "fp16/int8 flags and calibrators" if f.weak_typing else "strongly typed only (no fp16/int8 flags)"
-    checks = [Check("TensorRT", OK if f.builder else WARN, f"{f.version} [{trt.__name__}], {flavour}; {typing}",
-                    "" if f.builder else "to build engines: pip install 'rgbir[trt]' (Jetson: JetPack's "
-                                         "python3-libnvinfer)")]
-    try:
-        library = registry.register_plugins(None, trt)
-        checks.append(Check("rgbir plugin", OK, f"{library} loads in TensorRT {f.version}"))
-    except RgbirError as e:
-        checks.append(Check("rgbir plugin", MISSING, str(e).split(" (")[0].split(":")[0],
-                            "rgbir plugins compile (needs nvcc and TensorRT headers)"))
+        builds = registry.label(registry.builder_module("auto"))
+    except RgbirError:
+        builds = None
+    for trt in modules.values():
+        f = TensorRTFeatures.of(trt)
+        if f.rtx:
+            detail = (f"{f.version} [{trt.__name__}], builds engines here without a GPU (ahead of time, for compute "
+                      f"capabilities {', '.join(f.compute_targets)}); they run on RTX GPUs; strongly typed only, no "
+                      "NMS layer; plugins work but NVIDIA does not list them as supported")
+        else:
+            flavour = "full (builds engines)" if f.builder else "lean runtime only (loads version-compatible engines)"
+            typing = "fp16/int8 flags and calibrators" if f.weak_typing else "strongly typed only (no fp16/int8 flags)"
+            detail = f"{f.version} [{trt.__name__}], {flavour}; {typing}"
+        hint = "" if f.builder else f"to build engines: {registry.INSTALL['standard']}, or {registry.INSTALL['rtx']}"
+        checks.append(Check(f.label.split()[0], OK if f.builder else WARN, detail, hint))
+        checks.append(_plugin_check(trt, f"rgbir plugin ({f.label.split()[0]})"))
+    checks.append(Check("rgbir build", OK if builds else MISSING, f"uses {builds}" if builds else "no TensorRT builder",
+                        "" if builds else f"{registry.INSTALL['standard']} or {registry.INSTALL['rtx']}"))
     return checks
 
 

@@ -46,3 +46,32 @@ def lean_trt(plugin_library):
     lean = pytest.importorskip("tensorrt_lean_bindings", reason="TensorRT lean runtime bindings not installed")
     register_plugins(plugin_library, lean)
     return lean
+
+
+@pytest.fixture(scope="session")
+def rtx_trt():
+    """TensorRT-RTX's Python module: its real ONNX parser and builder, which build engines on this CPU."""
+    return pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install "
+                                                                "'rgbir[rtx]')")
+
+
+@pytest.fixture(scope="session")
+def shipped_export(tmp_path_factory):
+    """export(config, imgsz, precision) → (model, ExportResult): each shipped config exported once per session, so
+    the parity sweep and the TensorRT-RTX build sweep share the files."""
+    from lively import lively
+    from rgbir.export import ExportOptions, export_onnx
+    from rgbir.models import build_model
+
+    made = {}
+
+    def export(config: str, imgsz: tuple[int, int], precision: str):
+        key = (config, imgsz, precision)
+        if key not in made:
+            model = lively(build_model(config, scale="n", nc=3), size=imgsz, batches=1)
+            path = tmp_path_factory.mktemp(config) / f"{precision}-{imgsz[0]}x{imgsz[1]}.onnx"
+            made[key] = model, export_onnx(model, path, ExportOptions(imgsz=imgsz, precision=precision,
+                                                                      io_dtype="fp32"))
+        return made[key]
+
+    return export

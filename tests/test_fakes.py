@@ -3,8 +3,10 @@ side exists under the same name in the real lean bindings (TensorRT 11.4 here), 
 exists in the real enum, and where the real API answers None the fakes do too. The CUDA stand-in offers only
 what ``rgbir.trt.cuda`` itself offers.
 
-No TensorRT builder installs on our machines, so the builder-side names are checked against documentation
-only; ``BUILDER_SIDE`` says where each one is documented. A name that is in neither list fails the test.
+The full TensorRT builder does not install on our machines; TensorRT-RTX's does, so the builder-side names are
+checked against the real TensorRT-RTX module, except those only the full TensorRT has (``ONLY_IN_FULL``: the INT8
+calibrators, the weak-typing flags, EXPLICIT_BATCH, DLA memory), and ``BUILDER_SIDE`` says where each one is
+documented. A name that is in neither list fails the test.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ BUILDER_SIDE = {
                       "default_device_type, DLA_core, plugins_to_serialize, hardware_compatibility_level, "
                       "builder_optimization_level, profiling_verbosity, progress_monitor)",
     "INetworkDefinition": "Python API reference, tensorrt.INetworkDefinition (the fake only records what was parsed)",
-    "IEngineInspector": "Python API reference, tensorrt.IEngineInspector (execution_context, "
+    "EngineInspector": "Python API reference, tensorrt.EngineInspector (execution_context, "
                         "get_engine_information); the lean bindings do not export it",
 }
 # enum members that exist only in TensorRT 10.x (the fake's 10.x flavour offers them)
@@ -121,3 +123,32 @@ def test_fake_cuda_offers_only_what_rgbir_trt_cuda_offers():
             assert not missing, f"fake {name} offers {missing}, which rgbir.trt.cuda.{name} does not"
     bindings = pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings not installed")
     assert public(fake.runtime_api()) <= public(bindings)
+
+
+# what the fake's build side offers that only the full TensorRT has (TensorRT-RTX, like 11.x, is strongly typed)
+ONLY_IN_FULL = {"IInt8EntropyCalibrator2"}  # INT8 calibrators: TensorRT 10.x
+ONLY_IN_FULL_MEMBERS = {"BuilderFlag": ONLY_IN_10["BuilderFlag"], "NetworkDefinitionCreationFlag": {"EXPLICIT_BATCH"},
+                        "MemoryPoolType": {"DLA_MANAGED_SRAM"}}
+ONLY_IN_FULL_METHODS = {"IBuilderConfig": {"int8_calibrator", "set_calibration_profile", "calibration_profile"}}
+RECORDS = {"pools", "profiles", "cache", "functions", "importers", "errors", "network"}  # what the fakes remember
+
+
+def test_fake_builder_side_names_exist_in_the_real_tensorrt_rtx_builder(rtx_trt):
+    """The builder side checked against a real builder: every name and member the fake offers exists in
+    TensorRT-RTX under the same name, except the ones listed as the full TensorRT's own (which RTX must lack)."""
+    fake = fake_tensorrt.make("10.16.0")
+    for name in BUILDER_SIDE:
+        assert hasattr(rtx_trt, name) != (name in ONLY_IN_FULL), f"{name}: fix BUILDER_SIDE or ONLY_IN_FULL"
+    for name in public(fake) - TEST_ONLY - ONLY_IN_FULL:
+        assert hasattr(rtx_trt, name), f"fake_tensorrt.{name} is not in TensorRT-RTX {rtx_trt.__version__}"
+        extra = members(getattr(fake, name)) - members(getattr(rtx_trt, name)) - ONLY_IN_FULL_MEMBERS.get(name, set())
+        assert not extra, f"{name} members {extra} are not in TensorRT-RTX"
+    builder = fake.Builder(fake.Logger())
+    network = builder.create_network(0)
+    objects = [(builder, "Builder"), (builder.create_builder_config(), "IBuilderConfig"),
+               (network, "INetworkDefinition"), (fake.OnnxParser(network, fake.Logger()), "OnnxParser")]
+    for obj, real_name in objects:
+        network.functions = network.importers = None  # what a parse records
+        extra = public(obj) - TEST_ONLY - RECORDS - ONLY_IN_FULL_METHODS.get(real_name, set()) \
+            - public(getattr(rtx_trt, real_name))
+        assert not extra, f"fake {real_name} offers {extra}, which TensorRT-RTX {rtx_trt.__version__} does not have"

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     b.set_defaults(run=run_compile)
     i = actions.add_parser("info", help="find the library and list the plugins it registers with TensorRT")
     i.add_argument("--library", help="library path (default: the search path)")
+    i.add_argument("--tensorrt", choices=("auto", "standard", "rtx"), default="auto",
+                   help="the TensorRT edition to load it in (auto: whichever is installed, TensorRT first)")
     i.set_defaults(run=run_info)
 
 
@@ -39,11 +41,11 @@ def run_compile(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..trt.registry import register_plugins, tensorrt_module
+    from ..trt.registry import any_tensorrt_module, label, register_plugins, tensorrt_module
 
-    trt = tensorrt_module()
+    trt = any_tensorrt_module() if args.tensorrt == "auto" else tensorrt_module(args.tensorrt)
     path = register_plugins(args.library, trt)
-    console.print(f"library: {path}")
+    console.print(f"library: {path} (in {label(trt)})")
     for creator in trt.get_plugin_registry().all_creators:
         if creator.plugin_namespace == "rgbir":
             fields = ", ".join(f"{f.name}:{f.type.name}" for f in creator.field_names)

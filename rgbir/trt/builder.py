@@ -267,7 +267,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     if feeder is not None and feeder.error is not None:
         raise feeder.error
     if serialized is None:
-        raise RgbirError(f"{features.label} could not build an engine from {onnx_path} (its log above says why)")
+        turing = "; TensorRT-RTX cannot compile float32 matrix products for Turing (7.5), and rgbir's exports keep " \
+                 "attention scores in float32 (fp16 exports too): target 8.0 or newer" \
+            if "7.5" in plan.compute_capabilities else ""
+        raise RgbirError(f"{features.label} could not build an engine from {onnx_path} (its log above says why)"
+                         + turing)
     if feeder is not None:
         notes.append(f"INT8 calibrated on {feeder.fed} batches of {feeder.batch_size} pairs" if feeder.fed
                      else f"INT8 scales from the calibration cache {options.calibration_cache}")

@@ -1,4 +1,4 @@
-"""TensorRT backend: a serialized engine run with cuda-python (TensorRT 10.x / 11.x runtime API).
+"""TensorRT backend: a serialized engine run with cuda-python (TensorRT 10.x / 11.x or TensorRT-RTX runtime API).
 
 Per execution slot (one per concurrent caller, e.g. one per camera pair's pipeline): its own execution context
 and CUDA stream, device buffers allocated once at the profile's largest shapes, and page-locked host buffers.
@@ -8,6 +8,8 @@ buffers are mapped into the GPU's address space and bound directly, so no copies
 graph belongs to the context state it was captured in (TensorRT: changing the context afterwards makes replay
 undefined), so each slot keeps one graph and recaptures after a shape change. With
 ``gpu_preprocess`` the pipeline hands over 8-bit frames and the letterbox runs on the GPU (``infer_frames``).
+A TensorRT-RTX engine (its sidecar says so) runs with the ``tensorrt_rtx`` module on an RTX GPU, which
+JIT-compiles it at load; the compiled kernels are kept in a runtime cache between runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from ...errors import RgbirError
 from ...files import file_sha256
 from ...trt import cuda, registry
+from ...trt.runtime_cache import RuntimeCache, runtime_cache_path
 from ...trt.sidecar import check_compatible, read_sidecar
 from .base import Backend, TensorSpec
 
@@ -30,10 +33,10 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 class _Slot:
     """One execution context with its stream and buffers; used by one caller at a time."""
 
-    def __init__(self, engine, inputs: list[TensorSpec], outputs: list[TensorSpec],
+    def __init__(self, create_context, inputs: list[TensorSpec], outputs: list[TensorSpec],
                  max_shapes: dict[str, tuple[int, ...]], zero_copy: bool, cuda_graph: bool):
         self.inputs, self.outputs = inputs, outputs
-        self.context = engine.create_execution_context()
+        self.context = create_context()
         if self.context is None:
             raise RgbirError("TensorRT could not create an execution context (out of GPU memory?)")
         self.stream = cuda.Stream()
@@ -148,14 +151,15 @@ class TensorRTBackend(Backend):
         if gpu_preprocess and sidecar is None:
             raise RgbirError(f"GPU preprocessing needs the engine's metadata: {engine} has no sidecar JSON (build it "
                              "with 'rgbir build')")
-        trt = registry.tensorrt_module()
-        info = cuda.device_info(device)
+        edition = sidecar.edition if sidecar is not None else "standard"
+        trt = registry.tensorrt_module(edition)
+        info = self._device(device, edition, sidecar, engine)
         super().__init__(sidecar.model if sidecar is not None else None)
         self.device_index = device
         cuda.call(cuda.runtime_api().cudaSetDevice, device)
         if sidecar is not None:
             self.warnings += check_compatible(sidecar, trt.__version__, info.name, info.compute_capability, engine,
-                                             info.integrated)
+                                             info.integrated, registry.edition_of(trt))
         if not hasattr(trt, "Builder") and not (sidecar and sidecar.version_compatible):
             raise RgbirError(f"only TensorRT's lean runtime is installed, and it runs version-compatible engines "
                              f"only: rebuild {engine} with 'rgbir build --version-compatible' or install tensorrt")
@@ -167,14 +171,17 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise RgbirError(f"TensorRT could not deserialize {engine} (see its log above): rebuild it with "
                              "'rgbir build' for this TensorRT and GPU")
-        self._inputs, self._outputs, max_shapes, self.min_batch = self._tensors(trt)
+        self.runtime_cache = RuntimeCache(self.engine, runtime_cache_path(engine)) if edition == "rtx" else None
+        create_context = self.engine.create_execution_context if self.runtime_cache is None else \
+            self.runtime_cache.create_context
+        self._inputs, self._outputs, max_shapes, self.min_batch = self._tensors(trt, create_context)
         self.max_batch = max_shapes[self._inputs[0].name][0]
         self.zero_copy = info.integrated and info.can_map_host_memory if zero_copy is None else zero_copy
         self.slots: list[_Slot] = []
         self.letterboxes: dict[int, object] | None = None
         try:
             for _ in range(contexts):
-                self.slots.append(_Slot(self.engine, self._inputs, self._outputs, max_shapes, self.zero_copy,
+                self.slots.append(_Slot(create_context, self._inputs, self._outputs, max_shapes, self.zero_copy,
                                         cuda_graph))
             if gpu_preprocess:
                 from ..gpu_preprocess import DeviceLetterbox
@@ -187,6 +194,19 @@ class TensorRTBackend(Backend):
         for slot in self.slots:
             self.free.put(slot)
         self.closed = False
+
+    @staticmethod
+    def _device(index: int, edition: str, sidecar, engine: Path) -> cuda.DeviceInfo:
+        """The GPU to run on; for a TensorRT-RTX engine the refusal names the GPUs it was built for."""
+        try:
+            return cuda.device_info(index)
+        except cuda.CudaError as e:
+            if edition != "rtx":
+                raise
+            raise cuda.CudaError(f"{engine} is a TensorRT-RTX engine, compiled when loaded for an NVIDIA RTX GPU "
+                                 f"(compute capability {', '.join(sidecar.compute_targets)}), and there is no usable "
+                                 f"GPU here ({str(e).split(' (')[0]}): run it on such a GPU, or run the .onnx export "
+                                 "with ONNX Runtime") from e
 
     def _plugin(self, trt, sidecar, explicit) -> Path | None:
         """Register the plugin library the engine needs: the given one, else the search path, else the one it
@@ -209,12 +229,12 @@ class TensorRTBackend(Backend):
                                  f"({sidecar.plugin_library}): rebuild the engine if its attention misbehaves")
         return library
 
-    def _tensors(self, trt):
+    def _tensors(self, trt, create_context):
         """Input/output specs, the largest shape each tensor takes (profile 0's max for a dynamic batch) and the
         smallest batch the engine accepts."""
         e = self.engine
         inputs, outputs, max_shapes, min_batch = [], [], {}, 1
-        probe = e.create_execution_context()
+        probe = create_context()
         for i in range(e.num_io_tensors):
             name = e.get_tensor_name(i)
             shape = tuple(e.get_tensor_shape(name))
@@ -293,4 +313,6 @@ class TensorRTBackend(Backend):
         self.closed = True
         for _ in self.slots:
             self.free.get()
+        if self.runtime_cache is not None:
+            self.runtime_cache.save()
         self._release()
