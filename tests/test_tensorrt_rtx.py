@@ -211,3 +211,23 @@ def test_an_rtx_engine_runs_on_an_rtx_gpu(rtx_trt, demo_export, plugin_library, 
     ref = OnnxRuntimeBackend(demo_export).infer(rgb, ir)["predictions"]
     assert np.abs(out - ref).max() <= 1e-2 * np.abs(ref).max()
     assert cache.is_file() and cache.stat().st_size > 0
+
+
+def test_the_runtime_checks_an_rtx_engine_against_its_release_and_targets():
+    from attention_onnx import metadata
+    from rgbir.trt.sidecar import EngineMetadata, check_compatible
+
+    meta = EngineMetadata(metadata(), "1.7.1.116", "", (0, 0), edition="rtx", compute_targets=list(RTX_DEFAULT_TARGETS))
+    assert check_compatible(meta, "1.7.1.116", "RTX 4090", (8, 9), edition="rtx") == []
+    assert check_compatible(meta, "1.7.1.116", "RTX 5090", (12, 0), edition="rtx") == []
+    assert check_compatible(meta, "1.7.1.116", "a later one", (12, 1), edition="rtx") == []  # "12.0 and later"
+    for args, message in ((("1.8.0.1", "RTX 4090", (8, 9), "rtx"), "loads only its own engines"),
+                          (("1.7.1.116", "RTX 2080", (7, 5), "rtx"), "--compute-capability 7.5"),
+                          (("1.7.1.116", "H100", (9, 0), "rtx"), "targets compute capabilities 8.0, 8.6"),
+                          (("10.3.0", "Orin", (8, 7), "standard"), "is a TensorRT-RTX engine")):
+        version, gpu, cc, edition = args
+        with pytest.raises(RgbirError, match=message):
+            check_compatible(meta, version, gpu, cc, edition=edition)
+    standard = EngineMetadata(metadata(), "10.3.0", "Orin", (8, 7))
+    with pytest.raises(RgbirError, match="TensorRT-RTX cannot load it"):
+        check_compatible(standard, "1.7.1.116", "RTX 4090", (8, 9), edition="rtx")
