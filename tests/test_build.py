@@ -8,6 +8,7 @@ TensorRT-RTX on the CPU, are in test_tensorrt_rtx.py; engine builds on a GPU in 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -105,6 +106,17 @@ def test_int8_calibrates_on_tensorrt_10_and_asks_for_qdq_on_11(tmp_path):
         plan_build(options, metadata(), features("11.4.0"), True)
     with pytest.raises(RgbirError, match="QuantizeLinear"):  # said first, not "needs calibration images"
         plan_build(EngineOptions(precision="int8"), metadata(), features("11.4.0"), True)
+
+
+def test_compute_capabilities_are_tensorrt_rtx_targets_only():
+    with pytest.raises(RgbirError, match="--compute-capability chooses TensorRT-RTX's targets.*--tensorrt rtx"):
+        plan_build(EngineOptions(compute_capabilities=["8.6"]), metadata(), features("10.16.0"), True)
+    parser = argparse.ArgumentParser()
+    EngineOptions.add_arguments(parser)
+    assert EngineOptions.from_args(parser.parse_args(["--compute-capability", "8.6,12.0"])).compute_capabilities \
+        == ["8.6", "12.0"]
+    with pytest.raises(RgbirError, match="--compute-capability '86' is not a list of compute capabilities"):
+        EngineOptions.from_args(parser.parse_args(["--compute-capability", "86"]))
 
 
 def test_the_attention_function_is_stripped_only_before_tensorrt_10_7():

@@ -25,13 +25,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..preflight import writable_file
     from ..trt import EngineOptions, build_engine
+    from ..trt.registry import edition_label
     output = writable_file(args.output or Path(args.onnx).with_suffix(".engine"), "engine file")  # before the build
     result = build_engine(args.onnx, output, EngineOptions.from_args(args), console=console)
     for note in result.notes:
         console.print(f"note: {note}", soft_wrap=True)
-    edition = "TensorRT-RTX" if result.edition == "rtx" else "TensorRT"
-    table = Table(title=f"{result.engine} ({result.size / 1e6:.1f} MB, {result.precision}, {edition} "
-                        f"{result.tensorrt_version}, built in {result.seconds:.1f} s)")
+    table = Table(title=f"{result.engine} ({result.size / 1e6:.1f} MB, {result.precision}, "
+                        f"{edition_label(result.edition, result.tensorrt_version)}, built in {result.seconds:.1f} s)")
     for column in ("tensor", "mode", "dtype", "shape"):
         table.add_column(column)
     for t in result.tensors:

@@ -73,7 +73,9 @@ class TensorRTFeatures:
 
     @property
     def label(self) -> str:
-        return f"{'TensorRT-RTX' if self.rtx else 'TensorRT'} {self.version}"
+        from .registry import edition_label
+
+        return edition_label(self.edition, self.version)
 
     @property
     def plugin_beats_local_function(self) -> bool:

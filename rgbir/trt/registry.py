@@ -49,9 +49,13 @@ def edition_of(trt) -> str:
     return "rtx" if "rtx" in trt.__name__ else "standard"
 
 
+def edition_label(edition: str, version: str) -> str:
+    """How messages name a TensorRT: 'TensorRT 10.3.0.26' or 'TensorRT-RTX 1.7.1.116'."""
+    return f"{'TensorRT-RTX' if edition == 'rtx' else 'TensorRT'} {version}"
+
+
 def label(trt) -> str:
-    """How messages name a module: 'TensorRT 10.3.0.26' or 'TensorRT-RTX 1.7.1.116'."""
-    return f"{'TensorRT-RTX' if edition_of(trt) == 'rtx' else 'TensorRT'} {getattr(trt, '__version__', '?')}"
+    return edition_label(edition_of(trt), getattr(trt, "__version__", "?"))
 
 
 def tensorrt_module(edition: str = "standard"):
