@@ -303,7 +303,7 @@ def fake_gpu(monkeypatch, tmp_path):
         trt = fake_device.fake_tensorrt_runtime(min_batch, max_batch)
         info = DeviceInfo_(0, "Orin", (8, 7), False, True, 8 << 30, 12060, 12060)
         monkeypatch.setattr(tensorrt_backend, "cuda", fake_device.fake_cuda(info))
-        monkeypatch.setattr(registry, "tensorrt_module", lambda: trt)
+        monkeypatch.setattr(registry, "tensorrt_module", lambda edition="standard": trt)
         engine = tmp_path / "m.engine"
         engine.write_bytes(b"plan")
         meta = engine_meta(**sidecar)
