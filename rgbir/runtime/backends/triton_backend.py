@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import RgbirError
 from ...metadata import ModelMetadata
-from ...serve.triton_repo import FRAME_SUFFIX, INPUTS_PARAMETER, LETTERBOX_SUFFIX, METADATA_PARAMETER, network_tensors
+from ...triton_contract import FRAME_SUFFIX, INPUTS_PARAMETER, LETTERBOX_SUFFIX, METADATA_PARAMETER, network_tensors
 from .base import Backend, TensorSpec
 
 PROTOCOLS = {"triton": "http", "triton+http": "http", "triton+grpc": "grpc"}  # URL scheme → protocol
