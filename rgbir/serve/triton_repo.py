@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import RgbirError
 from ..files import atomic_write
 from ..metadata import ModelMetadata, check_choice, load_onnx, onnx_metadata
+from ..options import CommandLineOptions, option
 from ..preflight import readable_file, writable_file
 from ..triton_contract import (
     FRAME_SUFFIX,
@@ -46,17 +47,27 @@ def _entry(tensor: Tensor, batch: int | None = None) -> dict:
 
 
 @dataclass
-class RepoOptions:
+class RepoOptions(CommandLineOptions):
     """What ``rgbir triton-repo`` writes besides the model itself."""
 
-    name: str | None = None  # the model's name in the repository (default: the file's stem)
-    max_batch: int | None = None  # dynamic-batch models: the largest batch Triton forms (default 8 or the profile's)
-    queue_delay_us: int = 0  # dynamic-batch models: how long a request may wait for others to join its batch
-    instances: int = 1  # model instances (on each GPU, for kind gpu)
-    kind: str = "auto"  # auto: Triton's choice (a GPU when there is one) | gpu | cpu
-    platform: str = "auto"  # auto: .engine → tensorrt, .onnx → onnxruntime | python-onnxruntime
-    preprocess: bool = False  # add NAME_preprocess (raw frames → inputs) and NAME_ensemble (frames → detections)
-    plugin: str | None = None  # engines: the plugin library the server loads (default: the one it was built with)
+    name: str | None = option(None, shown="the file's stem", help="the model's name in the repository")
+    max_batch: int | None = option(None, parse=int, metavar="N",
+                                   shown=f"{DEFAULT_MAX_BATCH}, or an engine's profile maximum",
+                                   help="dynamic-batch models: the largest batch Triton forms; fixed-batch models are "
+                                        "served without batching")
+    queue_delay_us: int = option(0, parse=int, metavar="US", shown="0, only requests already queued are batched",
+                                 help="dynamic-batch models: microseconds a request may wait for others to join its "
+                                      "batch")
+    instances: int = option(1, parse=int, metavar="N", help="model instances, on each GPU for kind gpu")
+    kind: str = option("auto", choices=KINDS, shown="auto, Triton's choice: a GPU when the server has one",
+                       help="where instances run")
+    platform: str = option("auto", choices=PLATFORMS, help="auto: .engine → tensorrt, .onnx → onnxruntime; "
+                           "python-onnxruntime runs the ONNX file with ONNX Runtime in a Python-backend model "
+                           "(servers without the ONNX Runtime backend)")
+    preprocess: bool = option(False, help="add NAME_preprocess (letterboxes raw frames as rgbir run does) and "
+                                          "NAME_ensemble (frames → detections)")
+    plugin: str | None = option(None, metavar="SO", shown="the one the engine was built with",
+                                help="engines: the plugin library the server loads")
 
     def validate(self) -> None:
         check_choice(self.platform, PLATFORMS, "platform")
