@@ -1,6 +1,6 @@
 """rgbir: multimodal RGB + infrared YOLO detectors from PyTorch to the edge."""
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # re-exported: rgbir.__version__
 
 
 def __getattr__(name: str):

@@ -17,6 +17,10 @@ class OpContract:
     # attribute name -> ONNX attribute type; the TensorRT plugin's creator fields carry exactly these
     attributes: tuple[tuple[str, str], ...] = (("scale", "FLOAT"), ("k_divisors", "INTS"), ("weights", "FLOATS"))
 
+    def matches(self, node) -> bool:
+        """Whether an ONNX node (``NodeProto``) is this op: its domain and op type."""
+        return node.domain == self.domain and node.op_type == self.name
+
 
 TOPK_SPARSE_ATTENTION = OpContract()
 

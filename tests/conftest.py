@@ -1,5 +1,6 @@
-"""Shared fixtures: deterministic seeds, the directory that holds the test-only helpers, a small exported model,
-the plugin library compiled here and TensorRT's real lean runtime bindings with it registered."""
+"""Shared fixtures: deterministic seeds (for each test and the fixtures tests share; the seeds of fresh random inputs
+in the session header), the directory that holds the test-only helpers, a small exported model, the plugin library
+compiled here and TensorRT's real lean runtime bindings with it registered."""
 
 import shutil
 import sys
@@ -10,10 +11,34 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_report_header(config) -> str:
+    from seeds import report_line
+
+    return report_line()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
+
+
+class SharedFixtureSeed:
+    """Fixtures shared by several tests (a model built in a session fixture: its weights) start from torch seed 0
+    as well: they are set up before the test's own ``_seed``, and would otherwise draw from whatever state the tests
+    before them left, or from torch's random seed at import for the first one. A plugin rather than a hook of this
+    conftest, whose hooks do not reach fixtures set up at session level."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef):
+        if fixturedef.scope != "function":
+            import torch
+
+            torch.manual_seed(0)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(SharedFixtureSeed(), "rgbir-shared-fixture-seed")
 
 
 @pytest.fixture(scope="session")

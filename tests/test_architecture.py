@@ -1,9 +1,11 @@
-"""The package's layering, checked from the source: export and runtime never import each other (what they share
-lives in ``rgbir.ops``, ``rgbir.metadata`` and ``rgbir.models``)."""
+"""The package's layering, checked from the source: no import circle anywhere in rgbir, and export and runtime never
+import each other (what they share lives in ``rgbir.ops``, ``rgbir.metadata`` and ``rgbir.models``)."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,19 +13,78 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "rgbir"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports, relative imports resolved, lazy ones included."""
-    package = ["rgbir", *path.relative_to(PACKAGE).with_suffix("").parts][:-1]  # relative imports start here
-    names = set()
+def import_statements(path: Path, root: Path = PACKAGE) -> Iterator[tuple[str, list[str]]]:
+    """(module, names taken from it) for every import in ``path``, relative ones resolved, function-level and
+    ``TYPE_CHECKING`` ones included ('import x.y' takes no names)."""
+    package = [root.name, *path.relative_to(root).with_suffix("").parts][:-1]  # relative imports start here
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
+            yield from ((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = package[:len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            names.add(module)
-            names |= {f"{module}.{alias.name}" for alias in node.names}
+            yield ".".join(base + ([node.module] if node.module else [])), [alias.name for alias in node.names]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports, relative imports resolved, lazy ones included."""
+    names = set()
+    for module, taken in import_statements(path):
+        names |= {module} | {f"{module}.{name}" for name in taken}
     return names
+
+
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package → the package's modules it imports: for 'from X import a', X.a where that is a
+    module, else X (the packages above a module, whose ``__init__`` re-exports its own modules, are no edge). A
+    function-level import counts: it defers loading, not the dependency, so two modules that import each other, one
+    of them lazily, still cannot be read, tested or moved apart."""
+    paths = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    graph = {}
+    for name, path in paths.items():
+        targets = set()
+        for module, taken in import_statements(path, root):
+            for target in [f"{module}.{t}" if f"{module}.{t}" in paths else module for t in taken] or [module]:
+                if target in paths:
+                    targets.add(target)
+        graph[name] = targets - {name}
+    return graph
+
+
+def circle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of ``graph`` (its first module repeated at the end), or [] when there is none."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        return list(reversed(e.args[1]))  # graphlib lists it against the import direction
+    return []
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    found = circle(import_graph())
+    assert not found, "import circle: " + " → ".join(found)
+
+
+def test_the_circle_finder_sees_lazy_circles_and_no_false_ones(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .a import f\n")  # a facade over its own modules is no circle
+    (pkg / "a.py").write_text("from . import b\n\ndef f():\n    return b.g()\n")
+    (pkg / "b.py").write_text("def g():\n    from .c import h\n    return h()\n")
+    (pkg / "c.py").write_text("import pkg.d\n")
+    (pkg / "d.py").write_text("X = 1\n")
+    assert import_graph(pkg) == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.d"},
+                                 "pkg.d": set()}
+    assert circle(import_graph(pkg)) == []
+    (pkg / "d.py").write_text("def later():\n    from .a import f\n    return f\n")  # lazy, still a circle
+    graph = import_graph(pkg)
+    found = circle(graph)
+    assert sorted(found[1:]) == ["pkg.a", "pkg.b", "pkg.c", "pkg.d"] and found[0] == found[-1]
+    assert all(b in graph[a] for a, b in zip(found, found[1:])), found  # in the direction of the imports
 
 
 @pytest.mark.parametrize("layer, forbidden", [("runtime", "rgbir.export"), ("export", "rgbir.runtime")])

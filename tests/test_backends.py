@@ -40,12 +40,22 @@ def test_backend_kind_follows_the_file():
         with pytest.raises(RgbirError, match="TensorRT runs on a GPU"):
             open_backend("a.engine", device=device)
     with pytest.raises(RgbirError, match=r"--cuda-graph \(TensorRT and PyTorch only\), --gpu-preprocess \(TensorRT "
-                                         r"and PyTorch only\) do not apply to the onnxruntime backend"):
+                                         r"and PyTorch only\) do not apply to the onnxruntime backend: leave them "
+                                         r"out$"):
         open_backend("a.onnx", cuda_graph=True, gpu_preprocess=True)
-    with pytest.raises(RgbirError, match=r"--half \(PyTorch only\) do not apply to the tensorrt backend"):
+    with pytest.raises(RgbirError, match=r"--half \(PyTorch only\) does not apply to the tensorrt backend: leave it "
+                                         r"out$"):
         open_backend("a.engine", half=True)
-    with pytest.raises(RgbirError, match="through --providers"):
+    with pytest.raises(RgbirError, match=r"--device \(TensorRT and PyTorch only\) does not apply to the onnxruntime "
+                                         r"backend: leave it out; ONNX Runtime picks its device through --providers"):
         open_backend("a.onnx", device="cuda")
+    for model in ("a.engine", "yolo11n-mm-mid"):  # ONNX Runtime's options, refused before anything is opened
+        with pytest.raises(RgbirError, match=r"--providers \(ONNX Runtime only\), threads \(ONNX Runtime only\) do "
+                                             r"not apply"):
+            open_backend(model, providers=["cpu"], threads=2)
+    with pytest.raises(RgbirError, match=r"--imgsz \(PyTorch only\) does not apply to the tensorrt backend: leave it "
+                                         r"out; an exported model has the input size it was exported with"):
+        open_backend("a.engine", imgsz=(320, 320))
 
 
 def test_onnxruntime_and_pytorch_backends_agree_end_to_end(exported):

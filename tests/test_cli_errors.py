@@ -205,7 +205,7 @@ def rgb_only_onnx(tmp_path_factory):
 
 @pytest.mark.parametrize("flags,fragments", [
     (["--stats-interval", "-1"], ["--stats-interval -1 is negative"]),
-    (["--imgsz", "320"], ["--imgsz applies to the PyTorch backend only", "rgbir export --imgsz"]),
+    (["--imgsz", "320"], ["--imgsz (PyTorch only) does not apply to the onnxruntime backend", "rgbir export --imgsz"]),
     (["--classes", "7"], ["--classes 7: the model has 2 classes, 0-1"]),
     (["--ir-fourcc", "Y16 "], ["--ir-fourcc applies to camera devices", "not to the folder"]),
     (["--fps", "10"], ["--fps is the pace of --realtime"]),

@@ -16,7 +16,8 @@ from attention_onnx import metadata, small_onnx
 from rgbir.cli import main
 from rgbir.cli.demo import DEMO_WEIGHTS
 from rgbir.errors import RgbirError
-from rgbir.export.check import check_onnx, quantized_inputs
+from rgbir.export.check import check_onnx
+from rgbir.export.graph import quantized_inputs
 from rgbir.metadata import onnx_metadata
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.trt import EngineOptions, TensorRTFeatures, plan_build
@@ -162,7 +163,8 @@ def test_rgbir_check_passes_the_int8_model_and_it_is_smaller(demo_fp32, int8):
 
 @demo
 def test_skip_layers_keep_layers_float_and_name_unknown_ones(demo_fp32, int8, tmp_path):
-    from rgbir.export.quantize import layer_paths, quantize_onnx, skipped_nodes
+    from rgbir.export.qdq_placement import layer_paths, skipped_nodes
+    from rgbir.export.quantize import quantize_onnx
 
     _, options = int8
     options.skip_layers = ("model.0", "model.42.cv2")
@@ -197,6 +199,30 @@ def test_sensitivity_reports_each_group_against_fp32(demo_fp32, int8):
     assert results[1].error >= results[2].error and results[0].error > 0
     with pytest.raises(RgbirError, match="no quantizable layer group model.23"):
         sensitivity(demo_fp32, cached, batches=1, groups=["model.23"])
+
+
+@demo
+def test_sensitivity_preprocesses_each_calibration_pair_once(demo_fp32, synthetic, monkeypatch, tmp_path):
+    """The batches it compares on are the first of those it calibrates on: each pair is read and letterboxed once."""
+    from rgbir.export.quantize import QuantizeOptions, sensitivity
+    from rgbir.trt import calibration
+
+    preprocessed = []
+    real = calibration.preprocess_pair
+    monkeypatch.setattr(calibration, "preprocess_pair", lambda *a, **k: preprocessed.append(a[2]) or real(*a, **k))
+    options = QuantizeOptions(str(synthetic), calibration_images=4, calibration_cache=tmp_path / "ranges.json")
+    results = sensitivity(demo_fp32, options, batches=2, groups=["model.0"])
+    assert [r.group for r in results] == ["all", "model.0"] and (tmp_path / "ranges.json").is_file()
+    assert len(preprocessed) == 4  # 2 compared and calibrated on, 2 calibrated on
+
+
+def test_too_few_calibration_pairs_for_one_batch_are_one_line(synthetic):
+    from rgbir.export.activation_ranges import calibration_inputs
+
+    with pytest.raises(RgbirError, match="^3 calibration pairs cannot fill one batch of 4$"):
+        calibration_inputs(str(synthetic), 3, metadata(batch=4))
+    count, _ = calibration_inputs(str(synthetic), 9, metadata(batch=4))
+    assert count == 8  # full batches only
 
 
 @demo

@@ -201,6 +201,8 @@ def test_metadata_survives_text_format_escaping(tiny_onnx, tmp_path):
     (["--platform", "tensorrt"], "build a TensorRT engine from it"),
     (["--name", "a/b"], "not a Triton model name"),
     (["--instances", "0"], "--instances 0 must be >= 1"),
+    (["--max-batch", "x"], "--max-batch takes whole numbers, got 'x'"),  # RepoOptions' flags, read as the others
+    (["--kind", "tpu"], "instance kind 'tpu' is not one of auto, gpu, cpu"),
 ])
 def test_triton_repo_refuses_in_one_line(tiny_onnx, tmp_path, capsys, extra, fragment):
     assert main(["triton-repo", str(tiny_onnx), "-o", str(tmp_path / "repo"), *extra]) == 2
@@ -245,7 +247,7 @@ def test_run_with_no_server_there_is_one_line(frames):
     assert "start tritonserver there" in line
     from rgbir.runtime.backends import open_backend
 
-    with pytest.raises(RgbirError, match="leave out --providers"):  # refused before any connection
+    with pytest.raises(RgbirError, match=r"--providers \(ONNX Runtime only\) does not apply to the triton backend"):
         open_backend(f"triton://127.0.0.1:{port}/tiny", providers=["cpu"])
 
 
@@ -358,6 +360,8 @@ def test_val_through_the_preprocessing_ensemble_equals_local(triton, tiny_onnx, 
     data = write_dataset(tmp_path / "syn", 0, 4, SceneConfig(size=(96, 128)))
     with open_backend(tiny_onnx) as local, open_backend(f"triton+grpc://{triton.grpc}/tiny_ensemble") as remote:
         assert remote.takes_frames
+        with pytest.raises(RgbirError, match="needs one IR frame per RGB frame"):  # checked here, as every backend does
+            remote.infer_frames([np.zeros((96, 128, 3), np.uint8)])
         here, there = validate(local, str(data)), validate(remote, str(data))
     assert (there.ap.map50, there.ap.map, there.instances) == (here.ap.map50, here.ap.map, here.instances)
 

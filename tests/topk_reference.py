@@ -23,6 +23,17 @@ from dataclasses import dataclass, field
 import torch
 
 ARITHMETIC = ("float", "exact", "none")
+AMBIGUOUS_RATE = 0.05  # the share of ambiguous rows the tests' inputs are chosen to stay under (about 2% at N1 1600)
+
+
+def most_ambiguous(rows: int, rate: float = AMBIGUOUS_RATE, tail: float = 1e-6) -> int:
+    """The most ambiguous rows a sample of ``rows`` may show when rows are ambiguous at ``rate``: the count a
+    binomial sample exceeds with probability at most ``tail``. So the bound holds on any seed, and inputs or error
+    bounds far more ambiguous than ``rate`` still fail (about 5.9% of 12800 rows, 8.5% of 1024, 16% of 128)."""
+    counts = torch.arange(rows + 1, dtype=torch.float64)
+    p = torch.distributions.Binomial(rows, torch.tensor(rate, dtype=torch.float64)).log_prob(counts).exp()
+    above = torch.cat([p.flip(0).cumsum(0).flip(0)[1:], torch.zeros(1, dtype=torch.float64)])  # P(count > k)
+    return int((above <= tail).nonzero()[0])
 
 
 def branch_counts(n1: int, divisors) -> list[int]:

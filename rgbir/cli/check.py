@@ -31,6 +31,5 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(Text(f.severity, style=style[f.severity]), f.node, f.message)
         console.print(table)
     failed = not report.passed or (args.strict and report.warnings)
-    console.print(f"{'FAIL' if failed else 'PASS'}: {len(report.errors)} errors, {len(report.warnings)} warnings",
-                  soft_wrap=True)
+    console.print(f"{'FAIL' if failed else 'PASS'}: {len(report.errors)} errors, {len(report.warnings)} warnings")
     return 1 if failed else 0

@@ -13,7 +13,8 @@ from rich.console import Console
 from ..errors import RgbirError
 
 # results (tables, summaries, written files) go to stdout through this one console, plain text (no markup, so
-# file names with brackets print as they are); messages go to the 'rgbir' logger (stderr, rgbir.log)
+# file names with brackets print as they are) and never wrapped (soft_wrap: long paths and commands stay whole);
+# messages go to the 'rgbir' logger (stderr, rgbir.log)
 console = Console(markup=False, highlight=False, soft_wrap=True)
 log = logging.getLogger("rgbir.cli")
 

@@ -44,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(**given)
     options.validate()
     output = writable_file(args.output or Path(Path(args.model).stem + ".onnx"), "ONNX file")
-    console.print(f"exporting {args.model} → {output}", soft_wrap=True)
+    console.print(f"exporting {args.model} → {output}")
     model = load_model(args)
     with quiet_torch_export():
         result = export_onnx(model, output, options)
     for stage, seconds in result.seconds.items():
         console.print(f"  {stage:<12} {seconds:6.2f} s")
     console.print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB), {result.metadata.precision}, "
-                  f"attention op: {result.metadata.attention_op}", soft_wrap=True)
+                  f"attention op: {result.metadata.attention_op}")
     for kind, values in (("input ", result.inputs), ("output", result.outputs)):
         for name, dtype, shape in values:
-            console.print(f"  {kind} {name:<12} {dtype:<8} {shape}", soft_wrap=True)
+            console.print(f"  {kind} {name:<12} {dtype:<8} {shape}")
     return 0

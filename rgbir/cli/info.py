@@ -35,12 +35,11 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
     if summary.multimodal:
         console.print(f"inputs: rgb (B,3,H,W) + ir (B,{summary.ir_channels},H,W); "
-                      f"{summary.nc} classes; output (B,{4 + summary.nc},anchors)", soft_wrap=True)
+                      f"{summary.nc} classes; output (B,{4 + summary.nc},anchors)")
     else:
         console.print(f"input: rgb (B,3,H,W); {summary.nc} classes; output (B,{4 + summary.nc},anchors)")
     checkpoint = getattr(model, "checkpoint", None)
     if checkpoint is not None:
-        console.print(f"weights: {checkpoint.format} ({checkpoint.path}), channel order {checkpoint.channel_order}",
-                      soft_wrap=True)
-    console.print(summary.line, soft_wrap=True)
+        console.print(f"weights: {checkpoint.format} ({checkpoint.path}), channel order {checkpoint.channel_order}")
+    console.print(summary.line)
     return 0

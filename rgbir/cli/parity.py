@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def print_report(console, report, match_iou: float) -> None:
+def print_report(report, match_iou: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"parity: {report.reference} vs {report.candidate} ({report.precision}, "
@@ -40,7 +40,7 @@ def print_report(console, report, match_iou: float) -> None:
     d = report.detections
     console.print(f"detections: reference {d.reference}, candidate {d.candidate}, matched {d.matched} "
                   f"(IoU >= {match_iou}, mean IoU {d.mean_iou:.4f}); agreement {report.agreement:.3f}"
-                  + ("" if report.judged_by_tensors else f" (needs {report.min_agreement})"), soft_wrap=True)
+                  + ("" if report.judged_by_tensors else f" (needs {report.min_agreement})"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,14 +82,13 @@ def run(args: argparse.Namespace) -> int:
     passed = True
     for ref, cand in pairs:
         report = compare(ref, cand, inputs, cand.metadata, args.match_iou)
-        print_report(console, report, args.match_iou)
+        print_report(report, args.match_iou)
         passed &= report.passed
     if args.data:
         from ..eval.validate import validate
 
         for backend in [reference] + candidates:
             r = validate(backend, args.data)
-            console.print(f"{backend.name:<12} mAP50 {r.ap.map50:.4f}  mAP50-95 {r.ap.map:.4f}  ({r.images} images)",
-                          soft_wrap=True)
+            console.print(f"{backend.name:<12} mAP50 {r.ap.map50:.4f}  mAP50-95 {r.ap.map:.4f}  ({r.images} images)")
     console.print("PASS" if passed else "FAIL")
     return 0 if passed else 1

@@ -46,7 +46,7 @@ def print_sensitivity(results) -> None:
     console.print(table)
     worst = [r.group for r in results[1:4] if r.error > 0]
     if worst:
-        console.print(f"keep the worst in float with --skip-layers {','.join(worst)}", soft_wrap=True)
+        console.print(f"keep the worst in float with --skip-layers {','.join(worst)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
     result = quantize_onnx(source, output, options)
     sizes = f"{source.stat().st_size / 1e6:.1f} MB fp32 → {result.size_bytes / 1e6:.1f} MB int8"
     console.print(f"wrote {result.path} ({sizes}): {len(result.quantized)} nodes with INT8 inputs, "
-                  f"{result.float_nodes} Conv/Gemm/MatMul kept float", soft_wrap=True)
-    console.print(f"next: rgbir val --model {result.path} --data DATA.yaml; rgbir build {result.path}", soft_wrap=True)
+                  f"{result.float_nodes} Conv/Gemm/MatMul kept float")
+    console.print(f"next: rgbir val --model {result.path} --data DATA.yaml; rgbir build {result.path}")
     return 0

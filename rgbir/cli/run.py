@@ -97,6 +97,6 @@ def print_stats(stats) -> None:
     for name, v in rows:
         table.add_row(name, *(f"{v.get(k, 0):.2f}" for k in ("mean", "p50", "p95", "p99")))
     console.print(table)
-    console.print(f"detections: {s['detections']}, failed pairs: {s['failed']}", soft_wrap=True)
+    console.print(f"detections: {s['detections']}, failed pairs: {s['failed']}")
     for key, value in s["counters"].items():
-        console.print(f"  {key}: {value}", soft_wrap=True)
+        console.print(f"  {key}: {value}")

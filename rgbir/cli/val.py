@@ -50,10 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for name, (ap50, ap) in result.ap.per_class().items():
         table.add_row(name, f"{ap50:.4f}", f"{ap:.4f}")
     console.print(table)
-    console.print("speed (ms/image): " + ", ".join(f"{k} {v:.1f}" for k, v in result.ms_per_image.items()),
-                  soft_wrap=True)
+    console.print("speed (ms/image): " + ", ".join(f"{k} {v:.1f}" for k, v in result.ms_per_image.items()))
     if args.save_json:
         truth = result.coco.save(args.save_json)
-        console.print(f"wrote {args.save_json} ({len(result.coco.results)} detections) and {truth} (ground truth)",
-                      soft_wrap=True)
+        console.print(f"wrote {args.save_json} ({len(result.coco.results)} detections) and {truth} (ground truth)")
     return 0

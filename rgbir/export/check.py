@@ -16,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from ..metadata import load_onnx, onnx_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
+from .graph import QDQ_OPS, consumers, producers, quantized_inputs
 
 TOPK_MAX_K = 3840
 INT32_MAX = 2**31 - 1
@@ -40,9 +41,6 @@ Transpose Trilu Unique Unsqueeze Upsample Where Xor
 """.split())
 
 
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Split", "Slice",
-                           "Concat", "Gather", "Cast"})  # ops that hand a tensor on with its values unchanged
 # What TensorRT quantizes to: INT8 and FP8 (activations and weights), INT4 and FP4 (weights only).
 QUANTIZED_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN})
 WEIGHT_ONLY_TYPES = frozenset({onnx.TensorProto.INT4, getattr(onnx.TensorProto, "FLOAT4E2M1", onnx.TensorProto.INT4)})
@@ -86,11 +84,8 @@ class _Graph:
             self.shapes[v.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None
                                                   for d in t.shape.dim])
         self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.users: dict[str, list] = {}
-        for n in graph.node:
-            for i in n.input:
-                self.users.setdefault(i, []).append(n)
+        self.producer = producers(graph)
+        self.users = consumers(graph)
         self.opsets = {o.domain: o.version for o in model.opset_import}
 
     def value(self, name: str, depth: int = 0):
@@ -140,7 +135,7 @@ def check_onnx(path: str | Path) -> CheckReport:
 
     for node in model.graph.node:
         name = node.name or f"{node.op_type}:{node.output[0]}"
-        if node.domain == OP.domain and node.op_type == OP.name:
+        if OP.matches(node):
             _check_attention(node, name, g, add)
         elif node.domain not in ("", "ai.onnx"):
             has_body = (node.domain, node.op_type) in functions
@@ -165,7 +160,7 @@ def check_onnx(path: str | Path) -> CheckReport:
     for t in model.graph.initializer:
         if t.data_type == onnx.TensorProto.INT64:
             values = numpy_helper.to_array(t)
-            if values.size and np.abs(values).max() > INT32_MAX and not _only_slice_bound(t.name, model):
+            if values.size and np.abs(values).max() > INT32_MAX and not _only_slice_bound(t.name, g):
                 add(Finding("warning", t.name, "INT64 constant outside the INT32 range: TensorRT clamps it"))
     for v in [*model.graph.input, *model.graph.output]:
         elem, dims = g.shapes.get(v.name, (None, []))
@@ -187,23 +182,9 @@ def check_onnx(path: str | Path) -> CheckReport:
     return report
 
 
-def quantized_inputs(node, producer: dict) -> list[str]:
-    """Inputs of ``node`` that come from a QuantizeLinear/DequantizeLinear, directly or through ops that only
-    move data (Reshape, Transpose, Split, ...)."""
-    def quantized(name: str, depth: int = 0) -> bool:
-        source = producer.get(name)
-        if source is None or depth > 16:
-            return False
-        if source.op_type in QDQ_OPS:
-            return True
-        return source.op_type in DATA_MOVEMENT and any(quantized(i, depth + 1) for i in source.input if i)
-
-    return [i for i in node.input if i and quantized(i)]
-
-
-def _quantized_type(node, g: _Graph) -> int | None:
-    """The integer/FP8 type a Q produces or a DQ reads (from the zero point, the constant or inferred types)."""
-    zero_point = g.constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+def _quantized_type(node, zero_point, g: _Graph) -> int | None:
+    """The integer/FP8 type a Q produces or a DQ reads (from its constant zero point, the constant it reads or
+    inferred types)."""
     if zero_point is not None:
         return onnx.helper.np_dtype_to_tensor_dtype(zero_point.dtype)
     tensor = node.output[0] if node.op_type == "QuantizeLinear" else node.input[0]
@@ -234,7 +215,7 @@ def _check_qdq(node, name, g: _Graph, add) -> None:
                     "INT8 only; quantize with zero points 0 ('rgbir quantize', or ORT's ActivationSymmetric and "
                     "WeightSymmetric)"))
     weight = _weight(node, g) if node.op_type == "DequantizeLinear" else None
-    kind = _quantized_type(node, g)
+    kind = _quantized_type(node, zero_point, g)
     allowed = QUANTIZED_TYPES | (WEIGHT_ONLY_TYPES if weight is not None else frozenset())
     if kind is not None and kind not in allowed:
         what = onnx.TensorProto.DataType.Name(kind)
@@ -283,6 +264,6 @@ def _is_quantized_weight(name: str, g: _Graph) -> bool:
     return node is not None and node.op_type == "DequantizeLinear" and g.value(node.input[0]) is not None
 
 
-def _only_slice_bound(name: str, model: onnx.ModelProto) -> bool:
-    users = [n for n in model.graph.node if name in n.input]
+def _only_slice_bound(name: str, g: _Graph) -> bool:
+    users = g.users.get(name, [])
     return bool(users) and all(n.op_type == "Slice" for n in users)

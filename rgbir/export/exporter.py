@@ -101,7 +101,7 @@ def _torch_export(net: Detector, options: ExportOptions) -> onnx.ModelProto:
 def _name_attention_nodes(proto: onnx.ModelProto) -> None:
     """Name each sparse-attention node after its layer ('model.22/TopKSparseAttention'), for logs and checks."""
     for node in proto.graph.node:
-        if node.domain != OP.domain or node.op_type != OP.name:
+        if not OP.matches(node):
             continue
         props = {p.key: p.value for p in node.metadata_props}
         scopes = ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))

@@ -56,7 +56,7 @@ def function_proto() -> onnx.FunctionProto:
 def attach(model: onnx.ModelProto, inline: bool = False) -> int:
     """Give every TopKSparseAttention node its function body (or inline the body); returns the node count."""
     nodes = sum(
-        1 for n in _all_nodes(model.graph) if n.domain == CONTRACT.domain and n.op_type == CONTRACT.name
+        1 for n in _all_nodes(model.graph) if CONTRACT.matches(n)
     )
     if not nodes:
         return 0

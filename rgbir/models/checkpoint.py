@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..errors import RgbirError
 from ..files import file_sha256
+from ..version import __version__
 from .detector import Detector, Names, build_model, check_names, names_dict
 
 # Upstream class names rgbir rebuilds (module path ignored: forks move classes around).

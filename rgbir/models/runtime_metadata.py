@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import __version__
 from ..metadata import InputSpec, ModelMetadata, PostprocessSpec
+from ..version import __version__
 from .detector import Detector
 
 

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 BACKOFF = (0.1, 2.0)  # seconds: the first and the longest wait between reconnection attempts
 BATCH = 256  # records per send
 PASSWORD_VARIABLE = "RGBIR_MQTT_PASSWORD"
+MQTT_PORT, MQTT_TLS_PORT, REDIS_PORT = 1883, 8883, 6379  # where an address without :PORT goes
+
+
+def mqtt_port(tls: object) -> int:
+    """The MQTT port an address without one gets: 8883 over TLS, else 1883."""
+    return MQTT_TLS_PORT if tls else MQTT_PORT
 
 
 def parse_address(text: str, flag: str, default_port: int, what: str) -> tuple[str, int, str]:
@@ -55,8 +61,8 @@ def reachable(host: str, port: int, what: str, flag: str, timeout: float = 3.0) 
 def check_brokers(config) -> None:
     """The broker settings of a ``SinkConfig``: addresses, the client package, files, and each broker answering."""
     for flag, address, default_port, what, package in (
-            ("--mqtt", config.mqtt, 8883 if config.mqtt_tls else 1883, "TOPIC", "paho-mqtt"),
-            ("--redis", config.redis, 6379, "STREAM", "redis")):
+            ("--mqtt", config.mqtt, mqtt_port(config.mqtt_tls), "TOPIC", "paho-mqtt"),
+            ("--redis", config.redis, REDIS_PORT, "STREAM", "redis")):
         if not address:
             continue
         if find_spec(package.split("-")[0]) is None:  # paho-mqtt installs the module paho
@@ -199,7 +205,7 @@ class MqttSink(BrokerSink):
                  flush_s: float = 5.0, connect_timeout: float = 5.0):
         import paho.mqtt.client as mqtt
 
-        host, port, self.topic = parse_address(address, "--mqtt", 8883 if tls_ca else 1883, "TOPIC")
+        host, port, self.topic = parse_address(address, "--mqtt", mqtt_port(tls_ca), "TOPIC")
         super().__init__(f"mqtt {host}:{port}/{self.topic}", capacity, flush_s)
         self.qos, self.handed, self.acked = qos, 0, 0
         self.connected = threading.Event()
@@ -278,7 +284,7 @@ class RedisSink(BrokerSink):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        host, port, self.stream = parse_address(address, "--redis", 6379, "STREAM")
+        host, port, self.stream = parse_address(address, "--redis", REDIS_PORT, "STREAM")
         super().__init__(f"redis {host}:{port}/{self.stream}", capacity, flush_s)
         self.maxlen = maxlen or None
         self.client = redis.Redis(host, port, socket_timeout=2.0, socket_connect_timeout=2.0,

@@ -13,6 +13,7 @@ from ..options import CommandLineOptions, image_size, option
 from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
 from .backends.torch_backend import ATTENTIONS
+from .brokers import MQTT_PORT, MQTT_TLS_PORT, REDIS_PORT
 from .metrics import MetricsConfig
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
@@ -48,7 +49,7 @@ class SinkConfig(CommandLineOptions):
     mot: str | None = option(None, metavar="FILE", help="write tracks in MOT Challenge format (frame,id,x,y,w,h,"
                              "conf,-1,-1,-1; needs --track); camera pair N > 0 writes to NAME-N.txt")
     mqtt: str | None = option(None, metavar="HOST[:PORT]/TOPIC", help="publish each record to this MQTT topic "
-                              "(port 1883, 8883 with --mqtt-tls)")
+                              f"(port {MQTT_PORT}, {MQTT_TLS_PORT} with --mqtt-tls)")
     mqtt_qos: int = option(0, parse=int, choices=(0, 1), help="MQTT quality of service: 0 at most once, 1 at "
                                                               "least once")
     mqtt_tls: str | None = option(None, metavar="CA_FILE", help="MQTT over TLS, trusting this CA certificate (PEM)")
@@ -57,7 +58,7 @@ class SinkConfig(CommandLineOptions):
     mqtt_password_file: str | None = option(None, metavar="FILE", help="file holding the MQTT password")
     mqtt_client_id: str | None = option(None, metavar="ID", shown="rgbir-HOSTNAME-PID", help="MQTT client id")
     redis: str | None = option(None, metavar="HOST[:PORT]/STREAM", help="append each record to this Redis stream "
-                               "(XADD, field 'record'; port 6379)")
+                               f"(XADD, field 'record'; port {REDIS_PORT})")
     redis_maxlen: int = option(100000, parse=int, metavar="N", help="trim the Redis stream to about N entries "
                                                                   "(MAXLEN ~); 0: never")
     broker_buffer: int = option(10000, parse=int, metavar="N", help="records held per broker while it is away; "

@@ -17,13 +17,19 @@ from pathlib import Path
 from ..errors import RgbirError
 from ..files import atomic_write
 from ..metadata import ModelMetadata, check_choice, load_onnx, onnx_metadata
+from ..options import CommandLineOptions, option
 from ..preflight import readable_file, writable_file
+from ..triton_contract import (
+    FRAME_SUFFIX,
+    INPUTS_PARAMETER,
+    LETTERBOX_SUFFIX,
+    METADATA_PARAMETER,
+    Tensor,
+    network_tensors,
+)
 from ..trt.sidecar import read_sidecar, sidecar_path
 from .pbtxt import Enum, render
 
-METADATA_PARAMETER = "rgbir"  # the whole ModelMetadata JSON
-INPUTS_PARAMETER = "rgbir_inputs"  # "frames" on the ensemble: it takes raw 8-bit frames, not network inputs
-FRAME_SUFFIX, LETTERBOX_SUFFIX = "_frame", "_letterbox"  # ensemble I/O per modality: rgb_frame, rgb_letterbox
 PLATFORMS = ("auto", "tensorrt", "onnxruntime", "python-onnxruntime")
 PLATFORM_NAMES = {"tensorrt": "tensorrt_plan", "onnxruntime": "onnxruntime_onnx"}
 MODEL_FILES = {"tensorrt": "model.plan", "onnxruntime": "model.onnx", "python-onnxruntime": "model.onnx"}
@@ -34,46 +40,34 @@ SCRIPTS = Path(__file__).parent / "triton_models"  # Python-backend models, copi
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-@dataclass(frozen=True)
-class Tensor:
-    """One tensor of a model config: numpy dtype name and dims without the batch dimension (-1: any size)."""
-
-    name: str
-    dtype: str
-    dims: tuple[int, ...]
-
-    def config(self, batch: int | None = None) -> dict:
-        """Its ``input``/``output`` entry; ``batch`` is prepended for a model without Triton batching."""
-        dims = self.dims if batch is None else (batch, *self.dims)
-        return {"name": self.name, "data_type": Enum(TRITON_TYPES[self.dtype]), "dims": list(dims)}
-
-
-def network_tensors(meta: ModelMetadata) -> tuple[list[Tensor], list[Tensor]]:
-    """The inputs and outputs an rgbir export declares (without batch): rgb/ir in the I/O dtype; predictions
-    (4+nc, anchors) in the I/O dtype, or the NMS outputs (int32 counts and classes, float32 boxes and scores)."""
-    h, w = meta.imgsz
-    io = meta.input_dtype.name
-    inputs = [Tensor(s.name, io, (s.channels, h, w)) for s in meta.inputs]
-    if meta.postprocess.kind == "nms":
-        k = meta.postprocess.max_det
-        return inputs, [Tensor("num_dets", "int32", (1,)), Tensor("boxes", "float32", (k, 4)),
-                        Tensor("scores", "float32", (k,)), Tensor("classes", "int32", (k,))]
-    anchors = sum((h // int(s)) * (w // int(s)) for s in meta.strides)
-    return inputs, [Tensor("predictions", io, (4 + meta.nc, anchors))]
+def _entry(tensor: Tensor, batch: int | None = None) -> dict:
+    """A tensor's ``input``/``output`` entry; ``batch`` is prepended for a model without Triton batching."""
+    dims = tensor.dims if batch is None else (batch, *tensor.dims)
+    return {"name": tensor.name, "data_type": Enum(TRITON_TYPES[tensor.dtype]), "dims": list(dims)}
 
 
 @dataclass
-class RepoOptions:
+class RepoOptions(CommandLineOptions):
     """What ``rgbir triton-repo`` writes besides the model itself."""
 
-    name: str | None = None  # the model's name in the repository (default: the file's stem)
-    max_batch: int | None = None  # dynamic-batch models: the largest batch Triton forms (default 8 or the profile's)
-    queue_delay_us: int = 0  # dynamic-batch models: how long a request may wait for others to join its batch
-    instances: int = 1  # model instances (on each GPU, for kind gpu)
-    kind: str = "auto"  # auto: Triton's choice (a GPU when there is one) | gpu | cpu
-    platform: str = "auto"  # auto: .engine → tensorrt, .onnx → onnxruntime | python-onnxruntime
-    preprocess: bool = False  # add NAME_preprocess (raw frames → inputs) and NAME_ensemble (frames → detections)
-    plugin: str | None = None  # engines: the plugin library the server loads (default: the one it was built with)
+    name: str | None = option(None, shown="the file's stem", help="the model's name in the repository")
+    max_batch: int | None = option(None, parse=int, metavar="N",
+                                   shown=f"{DEFAULT_MAX_BATCH}, or an engine's profile maximum",
+                                   help="dynamic-batch models: the largest batch Triton forms; fixed-batch models are "
+                                        "served without batching")
+    queue_delay_us: int = option(0, parse=int, metavar="US", shown="0, only requests already queued are batched",
+                                 help="dynamic-batch models: microseconds a request may wait for others to join its "
+                                      "batch")
+    instances: int = option(1, parse=int, metavar="N", help="model instances, on each GPU for kind gpu")
+    kind: str = option("auto", choices=KINDS, shown="auto, Triton's choice: a GPU when the server has one",
+                       help="where instances run")
+    platform: str = option("auto", choices=PLATFORMS, help="auto: .engine → tensorrt, .onnx → onnxruntime; "
+                           "python-onnxruntime runs the ONNX file with ONNX Runtime in a Python-backend model "
+                           "(servers without the ONNX Runtime backend)")
+    preprocess: bool = option(False, help="add NAME_preprocess (letterboxes raw frames as rgbir run does) and "
+                                          "NAME_ensemble (frames → detections)")
+    plugin: str | None = option(None, metavar="SO", shown="the one the engine was built with",
+                                help="engines: the plugin library the server loads")
 
     def validate(self) -> None:
         check_choice(self.platform, PLATFORMS, "platform")
@@ -191,8 +185,8 @@ def model_config(name: str, source: _Source, options: RepoOptions) -> dict:
         config["backend"] = "python"
     else:
         config["platform"] = PLATFORM_NAMES[source.platform]
-    config.update(max_batch_size=max_batch, input=[t.config(batch) for t in inputs],
-                  output=[t.config(batch) for t in outputs])
+    config.update(max_batch_size=max_batch, input=[_entry(t, batch) for t in inputs],
+                  output=[_entry(t, batch) for t in outputs])
     if max_batch:  # without a delay, Triton batches the requests already queued when an instance frees up
         config["dynamic_batching"] = {"max_queue_delay_microseconds": options.queue_delay_us} \
             if options.queue_delay_us else {}
@@ -216,8 +210,8 @@ def preprocess_configs(name: str, meta: ModelMetadata, options: RepoOptions) -> 
     inputs, outputs = network_tensors(meta)
     frames, letterboxes = _frame_tensors(meta)
     preprocess = {"name": f"{name}_preprocess", "backend": "python", "max_batch_size": 0,
-                  "input": [t.config() for t in frames],
-                  "output": [t.config(1) for t in inputs] + [t.config() for t in letterboxes],
+                  "input": [_entry(t) for t in frames],
+                  "output": [_entry(t, 1) for t in inputs] + [_entry(t) for t in letterboxes],
                   "instance_group": _instances(options.instances, "cpu"), "parameters": _parameters(meta)}
 
     def mapping(tensors: list[Tensor]) -> list[dict]:
@@ -227,8 +221,8 @@ def preprocess_configs(name: str, meta: ModelMetadata, options: RepoOptions) -> 
               "output_map": mapping(inputs + letterboxes)},
              {"model_name": name, "model_version": -1, "input_map": mapping(inputs), "output_map": mapping(outputs)}]
     ensemble = {"name": f"{name}_ensemble", "platform": "ensemble", "max_batch_size": 0,
-                "input": [t.config() for t in frames],
-                "output": [t.config(1) for t in outputs] + [t.config() for t in letterboxes],
+                "input": [_entry(t) for t in frames],
+                "output": [_entry(t, 1) for t in outputs] + [_entry(t) for t in letterboxes],
                 "ensemble_scheduling": {"step": steps},
                 "parameters": _parameters(meta, **{INPUTS_PARAMETER: "frames"})}
     return preprocess, ensemble

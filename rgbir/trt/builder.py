@@ -347,10 +347,8 @@ def calibration(trt, config, options: EngineOptions, meta, plan: BuildPlan):
 
     profile = options.profile_batch(meta)
     batch_size = profile.opt if profile else meta.batch  # calibration runs at the profile's opt shape
-    pairs = calibration_pairs(options.calibration_data, options.calibration_images) \
+    pairs = calibration_pairs(options.calibration_data, options.calibration_images, batch_size) \
         if options.calibration_data else []
-    if options.calibration_data and len(pairs) < batch_size:
-        raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch_size}")
     uploader = DeviceUploader()
     feeder = CalibrationFeeder(calibration_batches(pairs, meta, batch_size), batch_size, options.calibration_cache,
                                uploader)

@@ -27,9 +27,17 @@ def _spread(pairs: list, limit: int) -> list:
     return [pairs[int(i * len(pairs) / limit)] for i in range(limit)]
 
 
-def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
+def calibration_pairs(source: str, limit: int, batch: int = 1) -> list[tuple[Path, Path]]:
     """(RGB, IR) image paths from a data.yaml or from 'RGB_DIR,IR_DIR' (paired by file stem), at most ``limit``
-    spread over the whole set."""
+    spread over the whole set; fewer than one ``batch`` is an error (``calibration_batches`` makes full ones only)."""
+    pairs = _spread(_listed_pairs(source), limit)
+    if len(pairs) < batch:
+        raise RgbirError(f"{len(pairs)} calibration pairs cannot fill one batch of {batch}")
+    return pairs
+
+
+def _listed_pairs(source: str) -> list[tuple[Path, Path]]:
+    """Every (RGB, IR) pair the data.yaml or the two folders hold."""
     if source.endswith((".yaml", ".yml")):
         from ..data.dataset import load_dataset
 
@@ -40,7 +48,7 @@ def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
                 continue
             pairs = [(s.rgb, s.ir) for s in dataset.samples if s.ir is not None]
             if pairs:
-                return _spread(pairs, limit)
+                return pairs
         raise RgbirError(f"{source} lists no RGB + IR image pairs in its train or val split")
     folders = [Path(p) for p in source.split(",")]
     if len(folders) != 2 or not all(f.is_dir() for f in folders):
@@ -52,7 +60,7 @@ def calibration_pairs(source: str, limit: int) -> list[tuple[Path, Path]]:
     pairs = [(p, ir_by_stem[p.stem]) for p in list_images(folders[0]) if p.stem in ir_by_stem]
     if not pairs:
         raise RgbirError(f"no image in {folders[0]} has a same-named image in {folders[1]}")
-    return _spread(pairs, limit)
+    return pairs
 
 
 def calibration_batches(pairs: list[tuple[Path, Path]], meta: ModelMetadata,

@@ -56,21 +56,15 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     half, attention, channels_last, compile, gpu_preprocess.
     """
     kind = backend_kind(model) if backend == "auto" else backend
-    _refuse_foreign(kind, {"--cuda-graph": cuda_graph, "--gpu-preprocess": gpu_preprocess, "contexts": contexts != 1,
-                           "--plugin": plugin_library, "--half": half, "--attention": attention,
-                           "--channels-last": channels_last is not None, "--compile": compile})
-    if imgsz is not None and kind in BACKENDS and kind != "pytorch":
-        raise RgbirError(f"--imgsz applies to the PyTorch backend only: {model} has the input size it was exported "
-                         "with (export it again with 'rgbir export --imgsz' to change it)")
+    _refuse_foreign(kind, {"--providers": providers, "threads": threads, "--device": device is not None,
+                           "--imgsz": imgsz is not None, "--cuda-graph": cuda_graph,
+                           "--gpu-preprocess": gpu_preprocess, "contexts": contexts != 1, "--plugin": plugin_library,
+                           "--half": half, "--attention": attention, "--channels-last": channels_last is not None,
+                           "--compile": compile})
     if kind == "triton":
-        if providers or device is not None or threads:
-            raise RgbirError("a Triton server places its model itself (instance groups: rgbir triton-repo --kind, "
-                             "--instances): leave out --providers, --device and threads")
         from .triton_backend import TritonBackend
 
         return TritonBackend(str(model))
-    if kind == "onnxruntime" and device is not None:
-        raise RgbirError("ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), not --device")
     if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
@@ -93,10 +87,16 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     raise RgbirError(f"backend must be one of {', '.join(BACKENDS)}, got '{kind}'")
 
 
-OWNERS = {"--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt", "pytorch"),
+OWNERS = {"--providers": ("onnxruntime",), "threads": ("onnxruntime",), "--device": ("tensorrt", "pytorch"),
+          "--imgsz": ("pytorch",), "--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt", "pytorch"),
           "contexts": ("tensorrt",), "--plugin": ("tensorrt",), "--half": ("pytorch",), "--attention": ("pytorch",),
           "--channels-last": ("pytorch",), "--compile": ("pytorch",)}  # backend options and who takes them
-SHOWN = {"tensorrt": "TensorRT", "pytorch": "PyTorch"}
+SHOWN = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT", "pytorch": "PyTorch"}
+INSTEAD = {  # what the other backends do instead, where the owners alone do not say it
+    "--device": "ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), a Triton server places "
+                "its model itself (instance groups: rgbir triton-repo --kind, --instances)",
+    "--imgsz": "an exported model has the input size it was exported with (export it again with 'rgbir export "
+               "--imgsz' to change it)"}
 
 
 def _refuse_foreign(kind: str, given: dict[str, object]) -> None:
@@ -104,4 +104,7 @@ def _refuse_foreign(kind: str, given: dict[str, object]) -> None:
     foreign = [flag for flag, on in given.items() if on and kind not in OWNERS[flag]]
     if foreign and kind in BACKENDS:
         said = ", ".join(f"{flag} ({' and '.join(SHOWN[o] for o in OWNERS[flag])} only)" for flag in foreign)
-        raise RgbirError(f"{said} do not apply to the {kind} backend")
+        one = len(foreign) == 1
+        instead = "".join(f"; {INSTEAD[flag]}" for flag in foreign if flag in INSTEAD)
+        raise RgbirError(f"{said} {'does' if one else 'do'} not apply to the {kind} backend: leave "
+                         f"{'it' if one else 'them'} out{instead}")

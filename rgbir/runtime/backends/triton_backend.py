@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import RgbirError
 from ...metadata import ModelMetadata
-from ...serve.triton_repo import FRAME_SUFFIX, INPUTS_PARAMETER, LETTERBOX_SUFFIX, METADATA_PARAMETER, network_tensors
+from ...triton_contract import FRAME_SUFFIX, INPUTS_PARAMETER, LETTERBOX_SUFFIX, METADATA_PARAMETER, network_tensors
 from .base import Backend, TensorSpec
 
 PROTOCOLS = {"triton": "http", "triton+http": "http", "triton+grpc": "grpc"}  # URL scheme → protocol
@@ -218,9 +218,9 @@ class TritonBackend(Backend):
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
         """8-bit frames (BGR or grey) to a frames model, one request per pair; returns (outputs, None)."""
         start = time.perf_counter()
-        columns = [rgb] + ([ir] if ir is not None else [])
-        results = [self._request({name + FRAME_SUFFIX: _frame(f) for name, f in zip(self.input_names, pair)})
-                   for pair in zip(*columns)]
+        columns = self.frame_columns(rgb, ir)
+        results = [self._request({name + FRAME_SUFFIX: _frame(f) for name, f in zip(columns, pair)})
+                   for pair in zip(*columns.values())]
         self.inference_ms = (time.perf_counter() - start) * 1e3
         return {n: np.concatenate([r[n] for r in results]) for n in self.output_names}, None
 

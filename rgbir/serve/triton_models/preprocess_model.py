@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from rgbir.metadata import ModelMetadata
 from rgbir.runtime.preprocess import preprocess_pair
-from rgbir.serve.triton_repo import FRAME_SUFFIX, LETTERBOX_SUFFIX, METADATA_PARAMETER
+from rgbir.triton_contract import FRAME_SUFFIX, LETTERBOX_SUFFIX, METADATA_PARAMETER
 
 
 class TritonPythonModel:
