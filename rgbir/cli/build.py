@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     output = writable_file(args.output or Path(args.onnx).with_suffix(".engine"), "engine file")  # before the build
     result = build_engine(args.onnx, output, EngineOptions.from_args(args), console=console)
     for note in result.notes:
-        console.print(f"note: {note}", soft_wrap=True)
+        console.print(f"note: {note}")
     table = Table(title=f"{result.engine} ({result.size / 1e6:.1f} MB, {result.precision}, "
                         f"{edition_label(result.edition, result.tensorrt_version)}, built in {result.seconds:.1f} s)")
     for column in ("tensor", "mode", "dtype", "shape"):
@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if result.layers:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.layer_precisions.items()))
         console.print(f"{result.layers} {'layers' if result.inspected else 'network layers'}"
-                      f"{f' ({counts})' if counts else ''}", soft_wrap=True)
+                      f"{f' ({counts})' if counts else ''}")
     for kind, count in sorted(result.plugin_layers.items()):
-        console.print(f"{count} {kind} plugin layer{'s' if count > 1 else ''}", soft_wrap=True)
+        console.print(f"{count} {kind} plugin layer{'s' if count > 1 else ''}")
     if result.fallbacks:
         shown = ", ".join(result.fallbacks[:8]) + (" …" if len(result.fallbacks) > 8 else "")
-        console.print(f"{len(result.fallbacks)} layers run wider than {result.precision}: {shown}", soft_wrap=True)
+        console.print(f"{len(result.fallbacks)} layers run wider than {result.precision}: {shown}")
     console.print(f"sidecar: {result.sidecar}")
     return 0
