@@ -110,35 +110,40 @@ def test_function_signature_is_the_plugin_contract():
     assert {name for name, _ in OP.attributes} | {"plugin_version", "plugin_namespace"} <= declared
 
 
+def random_qkv(seed: int, batch: int, heads: int, n: int, n1: int, d: int, dv: int):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape, dtype=np.float32) for shape in
+            ((batch, heads, n, d), (batch, heads, n1, d), (batch, heads, n1, dv)))
+
+
+def every_form_matches_reference(q, k, v, scale, divisors, weights) -> np.ndarray:
+    """ONNX Runtime (function and inlined), onnx.reference and torch agree with the numpy reference (returned)."""
+    expected = topk_function.reference(q, k, v, scale, divisors, weights)
+    for name, out in run_all(q, k, v, scale, divisors, weights).items():
+        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+    return expected
+
+
 @pytest.mark.parametrize("n1,divisors,weights", [
     (1, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
     (2, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
     (3, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
     (17, [3, 2], [0.4, 0.6]),  # branches not in size order
     (30, [4], [1.0]),  # one branch
-    (31, [5, 2, 3], [0.2, 0.5, 0.3]),  # three sizes: the middle one's threshold comes from a sorted TopK
+    (31, [5, 2, 3], [0.2, 0.5, 0.3]),  # three branch sizes
     (31, [2, 2, 3], [0.2, 0.5, 0.3]),  # a repeated divisor
     (40, [8, 1, 6, 3, 5, 2, 7, 4], [0.1, 0.2, 0.05, 0.15, 0.1, 0.2, 0.1, 0.1]),  # eight branches, any order
 ])
 def test_any_number_and_order_of_branches_agrees_with_numpy_reference(n1, divisors, weights):
-    rng = np.random.default_rng(n1 * 10 + len(divisors))
-    q, k = rng.standard_normal((2, 2, 7, 8), dtype=np.float32), rng.standard_normal((2, 2, n1, 8), dtype=np.float32)
-    v = rng.standard_normal((2, 2, n1, 6), dtype=np.float32)
-    expected = topk_function.reference(q, k, v, 0.35, divisors, weights)
-    for name, out in run_all(q, k, v, 0.35, divisors, weights).items():
-        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+    every_form_matches_reference(*random_qkv(n1 * 10 + len(divisors), 2, 2, 7, n1, 8, 6), 0.35, divisors, weights)
 
 
 def test_constant_rows_keep_every_key():
-    rng = np.random.default_rng(4)
-    q, k = rng.standard_normal((1, 2, 5, 4), dtype=np.float32), rng.standard_normal((1, 2, 7, 4), dtype=np.float32)
-    v = rng.standard_normal((1, 2, 7, 3), dtype=np.float32)
+    q, k, v = random_qkv(4, 1, 2, 5, 7, 4, 3)
     q[0, 0, :2] = 0  # head 0, rows 0-1: every score 0
     k[0, 1] = k[0, 1, :1]  # head 1: seven equal keys, so every row is constant
-    expected = topk_function.reference(q, k, v, 0.5, [2, 3], [0.7, 0.3])
+    expected = every_form_matches_reference(q, k, v, 0.5, [2, 3], [0.7, 0.3])
     np.testing.assert_allclose(expected[0, 1], np.broadcast_to(v[0, 1].mean(0), (5, 3)), rtol=1e-6)
-    for name, out in run_all(q, k, v, 0.5, [2, 3], [0.7, 0.3]).items():
-        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
 
 
 def test_signed_zero_scores_tie_at_the_threshold():
@@ -158,21 +163,17 @@ def test_signed_zero_scores_tie_at_the_threshold():
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf on the way
 def test_one_nan_score_and_rows_without_a_finite_score_give_nan_rows():
-    rng = np.random.default_rng(5)
-    q, k = rng.standard_normal((1, 3, 4, 4), dtype=np.float32), rng.standard_normal((1, 3, 9, 4), dtype=np.float32)
-    v = rng.standard_normal((1, 3, 9, 3), dtype=np.float32)
+    q, k, v = random_qkv(5, 1, 3, 4, 9, 4, 3)
     k[0, 0, 5] = [np.nan, 0, 0, 0]  # head 0: one NaN score in rows of finite ones
     q[0, 1, :, 0] = np.abs(q[0, 1, :, 0]) + 0.5
     k[0, 1, :, 0] = -np.inf  # head 1: every score -inf
-    expected = topk_function.reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    expected = every_form_matches_reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
     assert np.isnan(expected[0, :2]).all() and np.isfinite(expected[0, 2]).all()
-    for name, out in run_all(q, k, v, 0.5, [2, 3], [0.6, 0.4]).items():
-        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["function", "inlined"])
 def test_tensorrt_rtx_parses_and_builds_the_body(inline):
-    """TensorRT's ONNX parser without the rgbir plugin: the body (three TopKs, K from shapes) parses and builds."""
+    """TensorRT's ONNX parser without the rgbir plugin: the body (its TopK's K from shapes) parses and builds."""
     trt = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX's Python bindings are not installed")
     model = single_node_model((1, 2, 24, 8), (1, 2, 30, 8), (1, 2, 30, 4), 0.35, [3, 2, 5], [0.3, 0.5, 0.2],
                               inline=inline)
@@ -182,6 +183,6 @@ def test_tensorrt_rtx_parses_and_builds_the_body(inline):
     parser = trt.OnnxParser(network, logger)
     assert parser.parse(model.SerializeToString()), [str(parser.get_error(i)) for i in range(parser.num_errors)]
     layers = [network.get_layer(i).type for i in range(network.num_layers)]
-    assert layers.count(trt.LayerType.TOPK) == 3 and trt.LayerType.PLUGIN_V3 not in layers
+    assert layers.count(trt.LayerType.TOPK) == 1 and trt.LayerType.PLUGIN_V3 not in layers
     plan = builder.build_serialized_network(network, builder.create_builder_config())
     assert plan is not None and plan.nbytes > 0
