@@ -108,3 +108,81 @@ def test_function_signature_is_the_plugin_contract():
     assert list(fn.input) == ["q", "k", "v"] and len(fn.output) == 1
     declared = set(fn.attribute) | {a.name for a in fn.attribute_proto}
     assert {name for name, _ in OP.attributes} | {"plugin_version", "plugin_namespace"} <= declared
+
+
+def random_qkv(seed: int, batch: int, heads: int, n: int, n1: int, d: int, dv: int):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape, dtype=np.float32) for shape in
+            ((batch, heads, n, d), (batch, heads, n1, d), (batch, heads, n1, dv)))
+
+
+def every_form_matches_reference(q, k, v, scale, divisors, weights) -> np.ndarray:
+    """ONNX Runtime (function and inlined), onnx.reference and torch agree with the numpy reference (returned)."""
+    expected = topk_function.reference(q, k, v, scale, divisors, weights)
+    for name, out in run_all(q, k, v, scale, divisors, weights).items():
+        np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4, err_msg=name)
+    return expected
+
+
+@pytest.mark.parametrize("n1,divisors,weights", [
+    (1, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
+    (2, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
+    (3, [2, 3], [0.6, 0.4]),  # k1 == k2 == 1
+    (17, [3, 2], [0.4, 0.6]),  # branches not in size order
+    (30, [4], [1.0]),  # one branch
+    (31, [5, 2, 3], [0.2, 0.5, 0.3]),  # three branch sizes
+    (31, [2, 2, 3], [0.2, 0.5, 0.3]),  # a repeated divisor
+    (40, [8, 1, 6, 3, 5, 2, 7, 4], [0.1, 0.2, 0.05, 0.15, 0.1, 0.2, 0.1, 0.1]),  # eight branches, any order
+])
+def test_any_number_and_order_of_branches_agrees_with_numpy_reference(n1, divisors, weights):
+    every_form_matches_reference(*random_qkv(n1 * 10 + len(divisors), 2, 2, 7, n1, 8, 6), 0.35, divisors, weights)
+
+
+def test_constant_rows_keep_every_key():
+    q, k, v = random_qkv(4, 1, 2, 5, 7, 4, 3)
+    q[0, 0, :2] = 0  # head 0, rows 0-1: every score 0
+    k[0, 1] = k[0, 1, :1]  # head 1: seven equal keys, so every row is constant
+    expected = every_form_matches_reference(q, k, v, 0.5, [2, 3], [0.7, 0.3])
+    np.testing.assert_allclose(expected[0, 1], np.broadcast_to(v[0, 1].mean(0), (5, 3)), rtol=1e-6)
+
+
+def test_signed_zero_scores_tie_at_the_threshold():
+    """Scores +0 and -0 (products that underflow in the float32 scale multiply) are one value: with the third
+    largest score 0, the k = 3 branch keeps both zeros (four keys)."""
+    q = np.array([[1, 0, 0, 0], [2, 0, 0, 0]], dtype=np.float32)[None, None]
+    k = np.zeros((1, 1, 6, 4), dtype=np.float32)
+    k[0, 0, :, 0] = [1e-20, -1e-20, 1e20, -1e20, 5e19, -5e19]  # scores ±0, ±1e-10, ±5e-11 (times q)
+    v = np.random.default_rng(6).standard_normal((1, 1, 6, 3), dtype=np.float32)
+    scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1e-30)
+    assert (scores[0, 0, :, :2] == 0).all() and np.signbit(scores[0, 0, :, :2]).tolist() == [[False, True]] * 2
+    # every kept exp(s - max) is 1 to 1e-9, so each branch averages the v of its keys
+    expected = 0.7 * v[0, 0, [2, 4]].mean(0) + 0.3 * v[0, 0, [2, 4, 0, 1]].mean(0)
+    for name, out in run_all(q, k, v, 1e-30, [3, 2], [0.7, 0.3]).items():
+        np.testing.assert_allclose(out[0, 0], np.stack([expected, expected]), atol=1e-6, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf on the way
+def test_one_nan_score_and_rows_without_a_finite_score_give_nan_rows():
+    q, k, v = random_qkv(5, 1, 3, 4, 9, 4, 3)
+    k[0, 0, 5] = [np.nan, 0, 0, 0]  # head 0: one NaN score in rows of finite ones
+    q[0, 1, :, 0] = np.abs(q[0, 1, :, 0]) + 0.5
+    k[0, 1, :, 0] = -np.inf  # head 1: every score -inf
+    expected = every_form_matches_reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    assert np.isnan(expected[0, :2]).all() and np.isfinite(expected[0, 2]).all()
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["function", "inlined"])
+def test_tensorrt_rtx_parses_and_builds_the_body(inline):
+    """TensorRT's ONNX parser without the rgbir plugin: the body (its TopK's K from shapes) parses and builds."""
+    trt = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX's Python bindings are not installed")
+    model = single_node_model((1, 2, 24, 8), (1, 2, 30, 8), (1, 2, 30, 4), 0.35, [3, 2, 5], [0.3, 0.5, 0.2],
+                              inline=inline)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(model.SerializeToString()), [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    layers = [network.get_layer(i).type for i in range(network.num_layers)]
+    assert layers.count(trt.LayerType.TOPK) == 1 and trt.LayerType.PLUGIN_V3 not in layers
+    plan = builder.build_serialized_network(network, builder.create_builder_config())
+    assert plan is not None and plan.nbytes > 0

@@ -2,8 +2,11 @@
 
 Every runtime that supports local functions (ONNX Runtime, ``onnx.reference``) runs the body; TensorRT >= 10.7
 prefers a registered plugin of the same name over the function, so the same file uses our fused kernel there.
-Body: scores in float32, ONE TopK with the largest k, per-branch thresholds by Gather, masks by comparison
-(tie-inclusive), one exp pass, per-branch normalisers, the weighted mix, ONE MatMul with v.
+Body: scores in float32, ONE sorted TopK with the largest k (every branch's threshold by Gather), one Softmax, the
+branch masks by comparison (tie-inclusive) applied by multiplication, and ONE MatMul of the masked weights with v and
+a ones column, which gives each branch's weighted sum and its normaliser together. No Where: ONNX Runtime's
+broadcasting Where over a (B,h,N,branches,N1) mask was a quarter of an MSC model's time with the body before
+(benchmarks/msc_attention_ort.py measures both bodies).
 """
 
 from __future__ import annotations
@@ -25,24 +28,26 @@ def TopKSparseAttention(q, k, v, scale: float, k_divisors: list[int], weights: l
     # q (B,h,N,d), k (B,h,N1,d), v (B,h,N1,dv) -> (B,h,N,dv) in q's dtype
     scores = op.MatMul(op.Cast(q, to=FLOAT.dtype), op.Transpose(op.Cast(k, to=FLOAT.dtype), perm=[0, 1, 3, 2]))
     scores = op.Mul(scores, op.Constant(value_float=scale))
-    n_keys = op.Shape(k, start=2, end=3)
     one = op.Constant(value_ints=[1])
-    counts = op.Max(op.Div(n_keys, op.Constant(value_ints=k_divisors)), one)  # k_i = max(N1 // d_i, 1)
-    top_values, top_indices = op.TopK(scores, op.ReduceMax(counts, keepdims=1), axis=-1, largest=1, sorted=1)
-    thresholds = op.Gather(top_values, op.Sub(counts, one), axis=3)  # (B,h,N,branches)
-    row_max = op.Gather(top_values, op.Constant(value_ints=[0]), axis=3)  # (B,h,N,1)
-    e = op.Exp(op.Sub(scores, row_max))
-    mask = op.GreaterOrEqual(
-        op.Unsqueeze(scores, op.Constant(value_ints=[3])), op.Unsqueeze(thresholds, op.Constant(value_ints=[4]))
-    )  # (B,h,N,branches,N1)
-    zero = op.Constant(value_float=0.0)
-    normaliser = op.ReduceSum(
-        op.Where(mask, op.Unsqueeze(e, op.Constant(value_ints=[3])), zero), op.Constant(value_ints=[4]), keepdims=1
-    )
-    branch_weights = op.Reshape(op.Constant(value_floats=weights), op.Constant(value_ints=[-1, 1]))
-    mixed = op.ReduceSum(op.Where(mask, op.Div(branch_weights, normaliser), zero), op.Constant(value_ints=[3]),
-                         keepdims=0)
-    out = op.MatMul(op.Mul(mixed, e), op.Cast(v, to=FLOAT.dtype))
+    counts = op.Max(op.Div(op.Shape(k, start=2, end=3), op.Constant(value_ints=k_divisors)), one)  # max(N1 // d, 1)
+    top, top_at = op.TopK(scores, op.ReduceMax(counts, keepdims=1), axis=-1, largest=1, sorted=1)
+    thresholds = op.Gather(top, op.Sub(counts, one), axis=3)  # (B,h,N,branches): each branch's k-th largest
+    # exp(s - max) / sum: the row's sum cancels in every branch's normaliser; a NaN, a +inf or no finite score
+    # makes the row NaN, and the masks below multiply (never select), so that NaN reaches the output
+    e = op.Softmax(scores, axis=-1)
+    axis_branch = op.Constant(value_ints=[2])
+    kept = op.GreaterOrEqual(op.Unsqueeze(scores, axis_branch),
+                             op.Unsqueeze(op.Transpose(thresholds, perm=[0, 1, 3, 2]), op.Constant(value_ints=[4])))
+    p = op.Mul(op.Cast(kept, to=FLOAT.dtype), op.Unsqueeze(e, axis_branch))  # (B,h,branches,N,N1)
+    ones = op.Expand(op.Constant(value_float=1.0), op.Concat(op.Shape(v, start=0, end=3), one, axis=0))
+    v_ones = op.Unsqueeze(op.Concat(op.Cast(v, to=FLOAT.dtype), ones, axis=-1), axis_branch)
+    sums = op.MatMul(p, v_ones)  # (B,h,branches,N,dv+1): each branch's sum of p*v, then its normaliser
+    dv = op.Shape(v, start=3, end=4)
+    last = op.Constant(value_ints=[4])
+    weighted = op.Slice(sums, op.Constant(value_ints=[0]), dv, last)
+    normaliser = op.Slice(sums, dv, op.Add(dv, one), last)
+    branch_weights = op.Reshape(op.Constant(value_floats=weights), op.Constant(value_ints=[-1, 1, 1]))
+    out = op.ReduceSum(op.Div(op.Mul(weighted, branch_weights), normaliser), axis_branch, keepdims=0)
     return op.CastLike(out, q)
 
 
