@@ -135,7 +135,7 @@ def test_a_dynamic_batch_gets_a_batcher_and_dims_without_the_batch(tiny_onnx, tm
     config = parse_config(tmp_path / "repo" / "dynamic" / "config.pbtxt")
     assert config.max_batch_size == 8 and config.HasField("dynamic_batching")
     assert [dims(t) for t in config.input] == [[3, 128, 160]] * 2 and dims(config.output[0]) == [6, 420]
-    write_repository(dynamic, tmp_path / "repo", RepoOptions(max_batch=4, queue_delay_us=500))
+    write_repository(dynamic, tmp_path / "repo", RepoOptions(max_batch=4, queue_delay_us=500, force=True))
     config = parse_config(tmp_path / "repo" / "dynamic" / "config.pbtxt")
     assert config.max_batch_size == 4 and config.dynamic_batching.max_queue_delay_microseconds == 500
 

@@ -53,9 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.backends.triton_backend import is_triton_url
     from .common import require_torch
 
-    require_torch("parity")
     if not args.onnx and not args.engine:
         raise RgbirError("give an ONNX file, --engine ENGINE, or both")
+    if args.samples < 0:
+        raise RgbirError(f"--samples {args.samples} must be >= 0")
+    if args.samples + len(args.pair) == 0:
+        raise RgbirError("--samples 0 and no --pair leave nothing to compare: give --samples N or --pair RGB IR")
+    require_torch("parity")
     if args.data:
         readable_file(args.data, "dataset file")
     paths = [p for p in (args.onnx, args.engine) if p]

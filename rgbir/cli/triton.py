@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
                    help="add NAME_preprocess (letterboxes raw frames as rgbir run does) and NAME_ensemble")
     p.add_argument("--plugin", metavar="SO", help="engines: the plugin library the server must load (default: the "
                                                   "one the engine was built with)")
+    p.add_argument("--force", action="store_true", help="replace the model if the repository already holds it")
     p.set_defaults(run=run)
 
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import console
 
     options = RepoOptions(args.name, args.max_batch, args.queue_delay_us, args.instances, args.kind, args.platform,
-                          args.preprocess, args.plugin)
+                          args.preprocess, args.plugin, args.force)
     repo = write_repository(args.model, args.output, options)
     console.print(f"wrote {', '.join(repo.models)} to {repo.root}")
     if args.preprocess or args.platform == "python-onnxruntime":

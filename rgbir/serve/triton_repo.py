@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import RgbirError
 from ..files import atomic_write
 from ..metadata import ModelMetadata, check_choice, load_onnx, onnx_metadata
+from ..paths import PathPlan
 from ..preflight import readable_file, writable_file
 from ..trt.sidecar import read_sidecar, sidecar_path
 from .pbtxt import Enum, render
@@ -74,6 +75,7 @@ class RepoOptions:
     platform: str = "auto"  # auto: .engine → tensorrt, .onnx → onnxruntime | python-onnxruntime
     preprocess: bool = False  # add NAME_preprocess (raw frames → inputs) and NAME_ensemble (frames → detections)
     plugin: str | None = None  # engines: the plugin library the server loads (default: the one it was built with)
+    force: bool = False  # replace a model the repository already holds
 
     def validate(self) -> None:
         check_choice(self.platform, PLATFORMS, "platform")
@@ -257,6 +259,12 @@ def write_repository(model: str | Path, root: str | Path, options: RepoOptions |
         models = [ensemble["name"], name, preprocess["name"]]
     for relative in files:
         writable_file(root / relative, "Triton model repository file")
+    PathPlan().reads("the model", model, sidecar_path(model) if source.platform == "tensorrt" else None) \
+        .reads("--plugin", source.plugin).writes("-o", *(root / relative for relative in files)).check()
+    held = sorted({relative.split("/")[0] for relative in files if (root / relative).exists()})
+    if held and not options.force:
+        raise RgbirError(f"{root} already holds model {', '.join(held)}: give --force to replace it, or another "
+                         "--name or -o")
     for relative, content in files.items():
         atomic_write(root / relative, content if isinstance(content, str) else content.read_bytes())
     if options.preprocess:
