@@ -40,8 +40,10 @@ def replacing(path: str | Path, before_replace: Callable[[], None] | None = None
             before_replace()
         os.replace(partial, target)
         _sync(target.parent)
-    except BaseException:
+    except BaseException as e:
         partial.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (None, str(partial)):
+            e.filename = str(path)  # the error names the file the user asked for
         raise
 
 

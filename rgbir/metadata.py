@@ -98,16 +98,24 @@ class ModelMetadata:
         return cls(**d)
 
 
-def load_onnx(path: str | Path, load_external_data: bool = True):
-    """An ONNX ModelProto, or a one-line error for a missing or unreadable file."""
-    import onnx
-
+def onnx_file(path: str | Path) -> Path:
+    """``path`` as an existing ONNX file, or a one-line error naming a missing file or a folder given instead."""
     from .errors import RgbirError
 
     if Path(path).is_dir():
         raise RgbirError(f"{path} is a directory, not an ONNX file: give the .onnx file itself")
     if not Path(path).is_file():
         raise RgbirError(f"no such ONNX file: {path}")
+    return Path(path)
+
+
+def load_onnx(path: str | Path, load_external_data: bool = True):
+    """An ONNX ModelProto, or a one-line error for a missing or unreadable file."""
+    import onnx
+
+    from .errors import RgbirError
+
+    onnx_file(path)
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file

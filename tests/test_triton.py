@@ -16,13 +16,14 @@ import numpy as np
 import onnx
 import pytest
 
+from clirun import one_line_error, rgbir
 from media import write_folders
 from rgbir.cli.main import main
 from rgbir.errors import RgbirError
 from rgbir.metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec, onnx_metadata
 from rgbir.serve import RepoOptions, network_tensors, write_repository
 from rgbir.trt.sidecar import EngineMetadata, write_sidecar
-from test_cli_errors import one_line_error, records, rgbir
+from test_cli_errors import records
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed")
 text_format = pytest.importorskip("google.protobuf.text_format")

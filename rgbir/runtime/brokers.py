@@ -54,6 +54,7 @@ def reachable(host: str, port: int, what: str, flag: str, timeout: float = 3.0) 
 
 def check_brokers(config) -> None:
     """The broker settings of a ``SinkConfig``: addresses, the client package, files, and each broker answering."""
+    _check_mqtt_options(config)
     for flag, address, default_port, what, package in (
             ("--mqtt", config.mqtt, 8883 if config.mqtt_tls else 1883, "TOPIC", "paho-mqtt"),
             ("--redis", config.redis, 6379, "STREAM", "redis")):
@@ -70,14 +71,11 @@ def check_brokers(config) -> None:
         raise RgbirError("--broker-buffer must be >= 1 record and --broker-flush >= 0 seconds")
     if config.redis_maxlen < 0:
         raise RgbirError(f"--redis-maxlen {config.redis_maxlen} must be >= 0 (0: never trim)")
-    for path, what in ((config.mqtt_tls, "MQTT CA certificate"), (config.mqtt_password_file, "MQTT password file")):
-        if path:
-            readable_file(path, what)
-    _check_mqtt_options(config)
 
 
 def _check_mqtt_options(config) -> None:
-    """MQTT options that depend on another: refused in one line rather than ignored; the CA file must load."""
+    """MQTT options that depend on another: refused in one line rather than ignored; the files must be readable
+    and the CA file must load."""
     given = [flag for flag, value in (("--mqtt-tls", config.mqtt_tls), ("--mqtt-user", config.mqtt_user),
                                       ("--mqtt-password-file", config.mqtt_password_file),
                                       ("--mqtt-client-id", config.mqtt_client_id)) if value]
@@ -86,9 +84,12 @@ def _check_mqtt_options(config) -> None:
     if config.mqtt_password_file and not config.mqtt_user:
         raise RgbirError("--mqtt-password-file holds the password of --mqtt-user: give --mqtt-user too, or leave it "
                          "out")
+    if config.mqtt_password_file:
+        readable_file(config.mqtt_password_file, "MQTT password file")
     if config.mqtt_tls:
         import ssl
 
+        readable_file(config.mqtt_tls, "MQTT CA certificate")
         try:
             ssl.create_default_context(cafile=config.mqtt_tls)
         except ssl.SSLError as e:
@@ -242,6 +243,7 @@ class MqttSink(BrokerSink):
                              "or check --mqtt and --mqtt-tls") from e
         self.client.loop_start()
         if not self.connected.wait(connect_timeout) or self.refused:
+            self.abandon = True  # no 'broker lost' warning: it was never there
             self.client.disconnect()
             self.client.loop_stop()
             raise self._not_accepted(f"{host}:{port}", connect_timeout, bool(user))

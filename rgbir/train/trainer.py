@@ -132,7 +132,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
         saved.update(at=time.monotonic(), took=time.monotonic() - start)
         return f"; saved {path}"
 
-    step = epoch = 0
+    step = done = 0  # optimizer steps, whole epochs
     try:
         for epoch in range(config.epochs):
             model.train()
@@ -157,11 +157,11 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
                 sums += parts
                 step += 1
             box, cls, dfl = (sums / len(batches)).tolist()
-            seconds = time.perf_counter() - start
-            log.info(f"epoch {epoch + 1}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} ({seconds:.1f} s)"
-                     + save(epoch + 1, step, now=epoch + 1 == config.epochs))
+            seconds, done = time.perf_counter() - start, epoch + 1
+            log.info(f"epoch {done}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} ({seconds:.1f} s)"
+                     + save(done, step, now=done == config.epochs))
     except KeyboardInterrupt:
         if writer is not None and step:
-            log.warning(f"interrupted in epoch {epoch + 1}/{config.epochs} after {step} steps" + save(epoch, step))
+            log.warning(f"interrupted after {done} of {config.epochs} epochs ({step} steps)" + save(done, step))
         raise
     return ema
