@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import shutil
 
     from ..errors import RgbirError
     from ..files import cache_dir
@@ -60,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     clip_dir = cache / f"clip-{args.frames}"
     if not (clip_dir / "ir.avi").is_file():
         log.info(f"writing a synthetic {args.frames}-frame RGB+IR clip to {clip_dir}")
-        write_clip(clip_dir, frames=args.frames, config=SceneConfig(size=(2 * imgsz[0], 2 * imgsz[1]), seed=11))
+        partial = clip_dir.with_name(clip_dir.name + ".partial")  # renamed once whole: no half clip is reused
+        shutil.rmtree(partial, ignore_errors=True)
+        write_clip(partial, frames=args.frames, config=SceneConfig(size=(2 * imgsz[0], 2 * imgsz[1]), seed=11))
+        shutil.rmtree(clip_dir, ignore_errors=True)
+        partial.rename(clip_dir)
     onnx_path = cache / f"demo-{file_sha256(args.weights)[:12]}.onnx"
     if not onnx_path.is_file():
         log.info(f"exporting {args.weights.name} to {onnx_path}")

@@ -52,6 +52,7 @@ def print_sensitivity(results) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from ..data.dataset import split_folders
     from ..files import replacing
     from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         writable_file(options.calibration_cache, "calibration cache")
     output = None if args.sensitivity else writable_file(args.output or source.with_name(source.stem + "-int8.onnx"),
                                                          "ONNX file")
-    calibration = options.calibration_data.split(",") if not options.calibration_data.endswith((".yaml", ".yml")) \
-        else [options.calibration_data]
+    data = options.calibration_data  # a data.yaml (its splits' folders are read too) or RGB_DIR,IR_DIR
+    calibration = [data, *split_folders(data)] if data.endswith((".yaml", ".yml")) else data.split(",")
     PathPlan().reads("the ONNX file", source).reads("--calib", *calibration) \
         .writes("--calib-cache", options.calibration_cache).writes("-o", output).check()
 

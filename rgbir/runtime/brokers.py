@@ -258,7 +258,7 @@ class MqttSink(BrokerSink):
             "it wants a user name and password: give --mqtt-user and --mqtt-password-file" \
             if "authori" in self.refused.lower() or "password" in self.refused.lower() else \
             "check the broker's log for why"
-        return RgbirError(f"the MQTT broker at {where} refused the connection ({self.refused}): {fix}")
+        return RgbirError(f"the MQTT broker at {where} did not accept the connection ({self.refused}): {fix}")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

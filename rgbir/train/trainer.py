@@ -101,8 +101,9 @@ class PairedBatches:
 
 def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None) -> Detector:
     """Train ``model`` on the dataset's train split; returns the EMA model. With ``output`` (a .safetensors path)
-    the EMA weights are saved there after every epoch and when training is interrupted (Ctrl-C), each time
-    whole or not at all, and each save is logged with the path."""
+    the EMA weights are saved there after every epoch (epochs far shorter than a save are saved together: saving
+    takes at most a tenth of the time), after the last and when training is interrupted (Ctrl-C), each time whole
+    or not at all, and each save is logged with the path."""
     config.validate()
     torch.manual_seed(config.seed)
     batches = PairedBatches(load_dataset(data, "train"), config, model.ir_channels)
