@@ -99,6 +99,38 @@ class PairedBatches:
                    torch.from_numpy(np.concatenate(targets)).float())
 
 
+def _update_ema(ema: Detector, model: Detector, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * model for floating-point tensors; the others (BN counters) copied."""
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+class _Checkpoints:
+    """The EMA weights saved to ``output`` as training goes (nothing without one): when asked ``now``, else only
+    once the time since the last save is ``SAVE_SHARE`` times what that save took."""
+
+    def __init__(self, ema: Detector, output: str | Path | None, config: TrainConfig, data: str | Path):
+        self.writer = CheckpointWriter(ema) if output is not None else None
+        self.output, self.config, self.data = output, config, data
+        self.saved_at, self.took = time.monotonic(), 0.0
+
+    def save(self, epochs: int, steps: int, now: bool = True) -> str:
+        """Save if due; what the log line says about it ('; saved PATH', or nothing)."""
+        if self.writer is None or not (now or time.monotonic() - self.saved_at >= SAVE_SHARE * self.took):
+            return ""
+        meta = {"train": {"epochs": epochs, "planned_epochs": self.config.epochs, "steps": steps,
+                          "imgsz": list(self.config.imgsz), "data": str(self.data)}}
+        start = time.monotonic()
+        path = self.writer.save(self.output, meta)
+        self.saved_at = time.monotonic()
+        self.took = self.saved_at - start
+        return f"; saved {path}"
+
+
 def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None) -> Detector:
     """Train ``model`` on the dataset's train split; returns the EMA model. With ``output`` (a .safetensors path)
     the EMA weights are saved there after every epoch (epochs far shorter than a save are saved together: saving
@@ -118,21 +150,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    writer = CheckpointWriter(ema) if output is not None else None
-    saved = {"at": time.monotonic(), "took": 0.0}
-
-    def save(epochs: int, steps: int, now: bool = True) -> str:
-        """The EMA weights to ``output`` (when ``now``, or when saving takes under a tenth of the time since the
-        last save: epochs of a fraction of a second are not each saved); what the log line says about it."""
-        if writer is None or not (now or time.monotonic() - saved["at"] >= SAVE_SHARE * saved["took"]):
-            return ""
-        meta = {"train": {"epochs": epochs, "planned_epochs": config.epochs, "steps": steps,
-                          "imgsz": list(config.imgsz), "data": str(data)}}
-        start = time.monotonic()
-        path = writer.save(output, meta)
-        saved.update(at=time.monotonic(), took=time.monotonic() - start)
-        return f"; saved {path}"
-
+    checkpoints = _Checkpoints(ema, output, config, data)
     step = done = 0  # optimizer steps, whole epochs
     try:
         for epoch in range(config.epochs):
@@ -148,21 +166,16 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
                 optimizer.step()
-                d = config.ema_decay * (1 - math.exp(-step / 200))  # ramps up as upstream's ModelEMA
-                with torch.no_grad():
-                    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
-                        if e.dtype.is_floating_point:
-                            e.mul_(d).add_(m.detach(), alpha=1 - d)
-                        else:
-                            e.copy_(m)
+                _update_ema(ema, model, config.ema_decay * (1 - math.exp(-step / 200)))  # ramps up as upstream's
                 sums += parts
                 step += 1
             box, cls, dfl = (sums / len(batches)).tolist()
             seconds, done = time.perf_counter() - start, epoch + 1
             log.info(f"epoch {done}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} ({seconds:.1f} s)"
-                     + save(done, step, now=done == config.epochs))
+                     + checkpoints.save(done, step, now=done == config.epochs))
     except KeyboardInterrupt:
-        if writer is not None and step:
-            log.warning(f"interrupted after {done} of {config.epochs} epochs ({step} steps)" + save(done, step))
+        if step:
+            log.warning(f"interrupted after {done} of {config.epochs} epochs ({step} steps)"
+                        + checkpoints.save(done, step))
         raise
     return ema
