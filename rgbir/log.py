@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
+
+from .errors import RgbirWarning
 
 NAME = "rgbir"
+PYTHON_SHOWWARNING = warnings.showwarning  # how Python shows the warnings that are not rgbir's
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}  # -q, default, -v
 
 
@@ -44,4 +48,14 @@ def configure(verbosity: int = 0) -> logging.Logger:
     logger = logging.getLogger(NAME)
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[max(-1, min(1, verbosity))])
+    warnings.showwarning = _show_warning
     return logger
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """rgbir's own warnings (RgbirWarning) as one 'warning:' line like every other, in every command; other
+    warnings as Python shows them (with their source line)."""
+    if issubclass(category, RgbirWarning):
+        logging.getLogger(NAME).warning(str(message))
+    else:
+        PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)

@@ -98,19 +98,33 @@ class ModelMetadata:
         return cls(**d)
 
 
+def onnx_file(path: str | Path) -> Path:
+    """``path`` as an existing ONNX file, or a one-line error naming a missing file or a folder given instead."""
+    from .errors import RgbirError
+
+    if Path(path).is_dir():
+        raise RgbirError(f"{path} is a directory, not an ONNX file: give the .onnx file itself")
+    if not Path(path).is_file():
+        raise RgbirError(f"no such ONNX file: {path}")
+    return Path(path)
+
+
 def load_onnx(path: str | Path, load_external_data: bool = True):
     """An ONNX ModelProto, or a one-line error for a missing or unreadable file."""
     import onnx
 
     from .errors import RgbirError
 
-    if not Path(path).is_file():
-        raise RgbirError(f"no such ONNX file: {path}")
+    onnx_file(path)
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
         raise RgbirError(f"{path} is not a readable ONNX file ({str(e).splitlines()[0] or type(e).__name__}): "
                          "export it with 'rgbir export'") from e
+    if not model.graph.node and not model.graph.output:  # an empty file parses as an empty model
+        raise RgbirError(f"{path} holds no ONNX graph ({Path(path).stat().st_size} bytes): export it again with "
+                         "'rgbir export'")
+    return model
 
 
 def onnx_metadata(model, path: str | Path, required: bool = True) -> ModelMetadata | None:

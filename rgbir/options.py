@@ -34,6 +34,9 @@ def _parse(parse: Callable[[str], Any], value: Any, flag: str) -> Any:
         raise RgbirError(f"{flag} {e}") from e  # the parser's message names the value
 
 
+MAX_IMAGE_SIZE = 4096  # network input side: 4096x4096 already needs gigabytes per activation of a small model
+
+
 def image_size(text: str | int | tuple) -> tuple[int, int]:
     """'640' → (640, 640); '512,640' or '512x640' → (H=512, W=640); multiples of 32."""
     import re
@@ -46,6 +49,9 @@ def image_size(text: str | int | tuple) -> tuple[int, int]:
         sizes = []
     if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
         raise argparse.ArgumentTypeError(f"'{text}' is not an image size: give H or H,W, multiples of 32")
+    if max(sizes) > MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"'{text}' is larger than rgbir takes: at most {MAX_IMAGE_SIZE} a side (a "
+                                         "network's memory grows with the square of its input)")
     return (sizes[0], sizes[-1])
 
 

@@ -3,6 +3,7 @@ wrong path fails at once in one line, not after minutes of loading, exporting or
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -67,8 +68,16 @@ def readable_file(path: str | Path, what: str) -> Path:
 
 
 def cannot_serve(what: str, host: str, port: int, error: OSError) -> RgbirError:
-    """The one-line error for a port that cannot be bound."""
-    return RgbirError(f"cannot serve {what} on {host}:{port} ({error.strerror}): choose another port")
+    """The one-line error for an address that cannot be bound, naming the real cause: a host that is not this
+    machine's, a privileged port, or a port in use."""
+    reason = error.strerror or str(error)
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return RgbirError(f"cannot serve {what} on {host}:{port} ({reason}): {host} is not an address of this "
+                          "machine; bind 127.0.0.1, 0.0.0.0 (every interface) or one of its own addresses")
+    if error.errno == errno.EACCES:
+        return RgbirError(f"cannot serve {what} on {host}:{port} ({reason}): ports below 1024 need privileges; "
+                          "choose a port above 1023")
+    return RgbirError(f"cannot serve {what} on {host}:{port} ({reason}): choose another port")
 
 
 def free_port(port: int, what: str, host: str = "127.0.0.1") -> int:

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from brokers import free_port, mosquitto, redis_server, secured_mosquitto, serving
+from clirun import rgbir
 from media import write_folders
 from rgbir.errors import RgbirError
 from rgbir.runtime.config import SinkConfig
 from rgbir.runtime.frames import Frame, FramePair
 from rgbir.runtime.results import Detection, PairResult
-from test_cli_errors import records, rgbir
+from test_cli_errors import records
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="the broker sinks need the fleet extra")
 redis = pytest.importorskip("redis")

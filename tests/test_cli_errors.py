@@ -5,8 +5,6 @@ import json
 import os
 import resource
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,26 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
+from clirun import one_line_error, rgbir
 from media import write_folders
 
 DEV_FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system")
-
-
-def rgbir(*args, cwd=None, preexec_fn=None):
-    """``rgbir ARGS`` in a fresh interpreter; the result, whatever its exit code."""
-    return subprocess.run([sys.executable, "-m", "rgbir", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, preexec_fn=preexec_fn, check=False)
-
-
-def one_line_error(result, *fragments) -> str:
-    """Assert exit code 2 and a single 'rgbir CMD: error: ...' line on stderr holding ``fragments``."""
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and ": error: " in lines[0] and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def records(path: Path) -> list[dict]:

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from clirun import rgbir
 from rgbir.data.synthetic import SceneConfig, write_dataset
 from rgbir.eval.coco import CocoFiles
 from rgbir.runtime.results import Detection
-from test_cli_errors import rgbir
 
 faster = pytest.importorskip("faster_coco_eval")
 

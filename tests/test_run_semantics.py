@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from clirun import rgbir
 from fakes import NumpyBackend, RecordingSink
 from media import write_folders, write_videos
 from rgbir.metadata import PostprocessSpec
@@ -23,7 +24,7 @@ from rgbir.runtime.frames import Frame, FramePair
 from rgbir.runtime.inference import DetectSettings, PairDetector
 from rgbir.runtime.pipeline import Pipeline
 from rgbir.runtime.sources import ImageFolderSource, VideoSource
-from test_cli_errors import records, rgbir
+from test_cli_errors import records
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

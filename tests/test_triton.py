@@ -16,13 +16,14 @@ import numpy as np
 import onnx
 import pytest
 
+from clirun import one_line_error, rgbir
 from media import write_folders
 from rgbir.cli.main import main
 from rgbir.errors import RgbirError
 from rgbir.metadata import METADATA_KEY, InputSpec, ModelMetadata, PostprocessSpec, onnx_metadata
 from rgbir.serve import RepoOptions, network_tensors, write_repository
 from rgbir.trt.sidecar import EngineMetadata, write_sidecar
-from test_cli_errors import one_line_error, records, rgbir
+from test_cli_errors import records
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -135,7 +136,7 @@ def test_a_dynamic_batch_gets_a_batcher_and_dims_without_the_batch(tiny_onnx, tm
     config = parse_config(tmp_path / "repo" / "dynamic" / "config.pbtxt")
     assert config.max_batch_size == 8 and config.HasField("dynamic_batching")
     assert [dims(t) for t in config.input] == [[3, 128, 160]] * 2 and dims(config.output[0]) == [6, 420]
-    write_repository(dynamic, tmp_path / "repo", RepoOptions(max_batch=4, queue_delay_us=500))
+    write_repository(dynamic, tmp_path / "repo", RepoOptions(max_batch=4, queue_delay_us=500, force=True))
     config = parse_config(tmp_path / "repo" / "dynamic" / "config.pbtxt")
     assert config.max_batch_size == 4 and config.dynamic_batching.max_queue_delay_microseconds == 500
 

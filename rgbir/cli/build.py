@@ -23,10 +23,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from ..paths import PathPlan
     from ..preflight import writable_file
     from ..trt import EngineOptions, build_engine
     from ..trt.registry import edition_label
+    from ..trt.sidecar import sidecar_path
     output = writable_file(args.output or Path(args.onnx).with_suffix(".engine"), "engine file")  # before the build
+    PathPlan().reads("the ONNX file", args.onnx).reads("--plugin", args.plugin).writes("-o", output, sidecar_path(
+        output)).writes("--timing-cache", args.timing_cache).writes("--calib-cache", args.calib_cache).check()
     result = build_engine(args.onnx, output, EngineOptions.from_args(args), console=console)
     for note in result.notes:
         console.print(f"note: {note}")

@@ -18,10 +18,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
     from ..runtime.registration import estimate, load_points
 
     writable_file(args.output, "registration file")
+    PathPlan().reads("the points file", args.points).writes("-o", args.output).check()
     ir, rgb, ir_size, rgb_size, kind = load_points(readable_file(args.points, "points file"))
     reg = estimate(ir, rgb, ir_size, rgb_size, args.kind or kind)
     reg.save(args.output)

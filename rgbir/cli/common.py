@@ -114,24 +114,17 @@ def check_architecture_flags(args: argparse.Namespace, kind: str) -> None:
 
 
 def load_model(args: argparse.Namespace):
-    """Build from a config or load weights, as the model arguments say; what loading mended in the file is
-    printed as one 'warning:' line each, like the backends' warnings."""
+    """Build from a config or load weights, as the model arguments say (what loading mended in the file shows as
+    one 'warning:' line each, as every rgbir warning does)."""
     require_torch("loading a model")
-    from ..models import CheckpointWarning, is_weights_file, open_model
+    from ..models import is_weights_file, open_model
 
     # known from the name: a config, or rgbir's own .safetensors (always a full checkpoint); a .pt tells once loaded
     kind = "rgbir" if str(args.model).endswith(".safetensors") else None if is_weights_file(args.model) else "config"
     if kind:
         check_architecture_flags(args, kind)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CheckpointWarning)
-        model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc,
-                           ir_channels=architecture(args, "ir_channels"), names=args.names)
+    model = open_model(args.model, args.cfg, scale=args.scale, nc=args.nc,
+                       ir_channels=architecture(args, "ir_channels"), names=args.names)
     if kind is None:
         check_architecture_flags(args, model.checkpoint.format)
-    for w in caught:
-        if issubclass(w.category, CheckpointWarning):
-            log.warning(str(w.message))
-        else:  # not ours: shown as Python would have
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return model

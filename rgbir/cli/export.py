@@ -37,6 +37,7 @@ def check_given(given: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx
     from ..export.options import ExportOptions
+    from ..paths import PathPlan
     from ..preflight import writable_file
 
     given = ExportOptions.given(args)
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(**given)
     options.validate()
     output = writable_file(args.output or Path(Path(args.model).stem + ".onnx"), "ONNX file")
+    PathPlan().reads("the model", args.model).reads("--cfg", args.cfg).writes("-o", output).check()
     console.print(f"exporting {args.model} → {output}")
     model = load_model(args)
     with quiet_torch_export():

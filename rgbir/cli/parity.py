@@ -43,7 +43,20 @@ def print_report(report, match_iou: float) -> None:
                   + ("" if report.judged_by_tensors else f" (needs {report.min_agreement})"))
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Something to compare, and something to compare it on (checked before torch loads)."""
+    from ..errors import RgbirError
+
+    if not args.onnx and not args.engine:
+        raise RgbirError("give an ONNX file, --engine ENGINE, or both")
+    if args.samples < 0:
+        raise RgbirError(f"--samples {args.samples} must be >= 0")
+    if args.samples + len(args.pair) == 0:
+        raise RgbirError("--samples 0 and no --pair leave nothing to compare: give --samples N or --pair RGB IR")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_inputs(args)
     from ..errors import RgbirError
     from ..models import is_weights_file, open_model
     from ..parity import compare, image_inputs, model_mismatch, random_inputs
@@ -54,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     from .common import require_torch
 
     require_torch("parity")
-    if not args.onnx and not args.engine:
-        raise RgbirError("give an ONNX file, --engine ENGINE, or both")
     if args.data:
         readable_file(args.data, "dataset file")
     paths = [p for p in (args.onnx, args.engine) if p]

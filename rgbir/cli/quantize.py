@@ -50,12 +50,23 @@ def print_sensitivity(results) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..data.dataset import split_folders
+    from ..files import replacing
+    from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
 
     options = _options(args)
     source = readable_file(args.onnx, "ONNX file")
     if options.calibration_cache is not None:
         writable_file(options.calibration_cache, "calibration cache")
+    output = None if args.sensitivity else writable_file(args.output or source.with_name(source.stem + "-int8.onnx"),
+                                                         "ONNX file")
+    data = options.calibration_data  # a data.yaml (its splits' folders are read too) or RGB_DIR,IR_DIR
+    calibration = [data, *split_folders(data)] if data.endswith((".yaml", ".yml")) else data.split(",")
+    PathPlan().reads("the ONNX file", source).reads("--calib", *calibration) \
+        .writes("--calib-cache", options.calibration_cache).writes("-o", output).check()
 
     if args.sensitivity:
         from ..export.quantize import sensitivity
@@ -64,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..export.quantize import quantize_onnx
 
-    output = writable_file(args.output or source.with_name(source.stem + "-int8.onnx"), "ONNX file")
-    result = quantize_onnx(source, output, options)
+    with replacing(output) as partial:  # a failed or interrupted write keeps the file that was there
+        result = replace(quantize_onnx(source, partial, options), path=output)
     sizes = f"{source.stat().st_size / 1e6:.1f} MB fp32 → {result.size_bytes / 1e6:.1f} MB int8"
     console.print(f"wrote {result.path} ({sizes}): {len(result.quantized)} nodes with INT8 inputs, "
                   f"{result.float_nodes} Conv/Gemm/MatMul kept float")

@@ -69,6 +69,7 @@ def config_from_args(args: argparse.Namespace):
     config.sinks = replace(config.sinks, **sinks)
     config.metrics = replace(config.metrics, **MetricsConfig.given(args))
     config.tracking = replace(config.tracking, **TrackingConfig.given(args))
+    config.paths(args.config).check()  # the run YAML is an input too
     return config
 
 

@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a detector on a paired dataset", description=__doc__.replace("``", ""))
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="data.yaml with train/val splits")
-    p.add_argument("-o", "--output", default="model.safetensors", help="where to save the EMA weights")
+    p.add_argument("-o", "--output", default="model.safetensors", help="where to save the EMA weights (a "
+                   ".safetensors file, written after every epoch and on Ctrl-C)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--imgsz", type=image_size, default=(256, 320), help="training input H or H,W")
@@ -22,14 +23,19 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import load_dataset
+    from ..data.dataset import load_dataset, split_folders
     from ..errors import RgbirError
     from ..models import is_weights_file
+    from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
     from ..train.trainer import TrainConfig, train
 
+    config = TrainConfig(epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, lr=args.lr, seed=args.seed)
+    config.validate()
     readable_file(args.data, "dataset file")
-    writable_file(args.output, "weights file")  # known before the epochs, not after them
+    output = writable_file(args.output, "weights file", (".safetensors",))  # known before the epochs, not after
+    PathPlan().reads("--data", args.data, *split_folders(args.data)).reads("the model", args.model) \
+        .reads("--cfg", args.cfg).writes("-o", output).check()
     names = load_dataset(args.data, "val").names
     if args.nc is None and not is_weights_file(args.model):
         args.nc = len(names)  # a config: size its head for the dataset
@@ -37,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     if model.nc != len(names):
         raise RgbirError(f"the model has {model.nc} classes but {args.data} names {len(names)}: pass --nc")
     model.names = dict(names)
-    config = TrainConfig(epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, lr=args.lr, seed=args.seed)
-    train(model, args.data, config, args.output)
-    console.print(f"saved {args.output}")
+    train(model, args.data, config, output)
+    console.print(f"saved {output}")
     return 0

@@ -30,7 +30,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from ..data.dataset import split_folders
+    from ..eval.coco import truth_path
     from ..eval.validate import validate
+    from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
     from ..runtime.backends import open_backend
     from ..runtime.config import BACKEND_OPTIONS, PipelineConfig
@@ -38,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     readable_file(args.data, "dataset file")
     if args.save_json:
         writable_file(args.save_json, "COCO results")
+    PathPlan().reads("--model", args.model).reads("--data", args.data, *split_folders(args.data, (args.split,))) \
+        .writes("--save-json", args.save_json, truth_path(args.save_json) if args.save_json else None).check()
     backend = open_backend(args.model, **PipelineConfig.given(args, only=(*BACKEND_OPTIONS, "imgsz")))
     for warning in backend.warnings:
         log.warning(warning)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from ..preflight import cannot_write
 from ..runtime.results import Detection
 from .metrics import IOU_THRESHOLDS, APResult
@@ -24,6 +25,12 @@ MAX_DETS = 300  # what validation keeps per image after NMS: COCO's default of 1
 def xywh(box) -> list[float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
+
+
+def truth_path(results: str | Path) -> Path:
+    """Where the ground truth goes beside a results file: NAME-gt.json."""
+    results = Path(results)
+    return results.with_name(f"{results.stem}-gt{results.suffix or '.json'}")
 
 
 @dataclass
@@ -55,12 +62,10 @@ class CocoFiles:
     def save(self, path: str | Path) -> Path:
         """The results to ``path`` and the ground truth beside it (NAME-gt.json, which the results' image and
         category ids refer to); returns the ground truth's path."""
-        path = Path(path)
-        truth = path.with_name(f"{path.stem}-gt{path.suffix or '.json'}")
+        path, truth = Path(path), truth_path(path)
         for target, data in ((path, self.results), (truth, self.ground_truth())):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(json.dumps(data))
+                atomic_write(target, json.dumps(data))
             except OSError as e:
                 raise cannot_write(target, e) from e
         return truth

@@ -17,10 +17,12 @@ import onnx
 import torch
 
 from ..errors import RgbirError
+from ..files import atomic_write
 from ..metadata import METADATA_KEY, ModelMetadata
 from ..models import Detector
 from ..models.runtime_metadata import model_metadata
 from ..ops import TOPK_SPARSE_ATTENTION as OP
+from ..preflight import cannot_write
 from . import nms, topk_function
 from .options import ExportOptions
 from .prepare import ExportWrapper, prepare
@@ -71,10 +73,17 @@ def export_onnx(model: Detector, path: str | Path, options: ExportOptions | None
                               options.postprocess_spec, attention_op(options, attention), net)
     onnx.helper.set_model_props(proto, {METADATA_KEY: metadata.to_json()})
     stage("check", lambda: _check(proto))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stage("save", lambda: onnx.save(proto, str(path)))
+    stage("save", lambda: save_onnx(proto, path))
     return ExportResult(path, metadata, seconds, _signature(proto.graph.input), _signature(proto.graph.output),
                         path.stat().st_size)
+
+
+def save_onnx(proto: onnx.ModelProto, path: Path) -> None:
+    """Write the model whole or not at all: a failed write (full disk, Ctrl-C) keeps the file that was there."""
+    try:
+        atomic_write(path, proto.SerializeToString())
+    except OSError as e:
+        raise cannot_write(path, e) from e
 
 
 def _torch_export(net: Detector, options: ExportOptions) -> onnx.ModelProto:

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import RgbirError
-from ..files import file_sha256
+from ..errors import RgbirError, RgbirWarning
+from ..files import atomic_write, file_sha256
 from ..version import __version__
 from .detector import Detector, Names, build_model, check_names, names_dict
 
@@ -43,7 +43,7 @@ WEIGHTS_SUFFIXES = (".pt", ".pth", ".safetensors")
 HEAD_CLASS_CONV = re.compile(r"model\.(\d+)\.cv3\.(\d+)\.(\d+)\.weight")  # a Conv2d directly in cv3[level]
 
 
-class CheckpointWarning(UserWarning):
+class CheckpointWarning(RgbirWarning):
     """A weights file disagreed with itself (YAML nc, class names vs its head) and loading mended it."""
 
 
@@ -323,36 +323,57 @@ def default_channel_order(model: Detector, fmt: str) -> dict[str, str]:
     return {"rgb": "RGB", "ir": "RGB"} if model.multimodal else {"rgb": "RGB"}
 
 
+class CheckpointWriter:
+    """Saves one model in rgbir's format as often as asked (training: after every epoch), each time whole or not at
+    all; what the file records besides the weights and ``meta`` (the YAML, names, activations) is worked out once."""
+
+    def __init__(self, model: Detector):
+        reference = Detector(model.yaml, names=model.names)
+        self.model = model
+        self.activations = json.dumps({k: type(v).__name__ for k, v in activation_overrides(reference, model).items()})
+
+    def save(self, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
+        """Write ``path`` (its suffix made .safetensors); a failed write leaves the previous file as it was."""
+        import safetensors.torch
+
+        path = Path(path).with_suffix(".safetensors")
+        model, info = self.model, getattr(self.model, "checkpoint", None)
+        header = {
+            SAFETENSORS_MAGIC_KEY: json.dumps(model.yaml),
+            "rgbir.names": json.dumps({str(k): v for k, v in model.names.items()}),
+            "rgbir.activations": self.activations,
+            "rgbir.meta": json.dumps({"rgbir_version": __version__, **(meta or {}),
+                                      **({"source": asdict(info)} if info else {})}),
+        }
+        state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
+                 for k, v in model.state_dict().items()}
+        atomic_write(path, safetensors.torch.save(state, metadata=header))
+        return path
+
+
 def save(model: Detector, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
     """Write rgbir's own format: one safetensors file with the weights, the YAML, class names and metadata
     (``half``: store floating-point weights as FP16, half the size; they load back as float32)."""
-    from safetensors.torch import save_file
+    return CheckpointWriter(model).save(path, meta, half)
 
-    path = Path(path).with_suffix(".safetensors")
-    reference = Detector(model.yaml, names=model.names)
-    overrides = {k: type(v).__name__ for k, v in activation_overrides(reference, model).items()}
-    info = getattr(model, "checkpoint", None)
-    header = {
-        SAFETENSORS_MAGIC_KEY: json.dumps(model.yaml),
-        "rgbir.names": json.dumps({str(k): v for k, v in model.names.items()}),
-        "rgbir.activations": json.dumps(overrides),
-        "rgbir.meta": json.dumps({"rgbir_version": __version__, **(meta or {}),
-                                  **({"source": asdict(info)} if info else {})}),
-    }
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
-             for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=header)
-    return path
+
+def read_safetensors(path: str | Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's header metadata and (with ``tensors``) its tensors; a truncated, empty or foreign
+    file is one RgbirError naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except SafetensorError as e:
+        raise RgbirError(f"{path} is not a readable safetensors file ({' '.join(str(e).split())}): it is cut "
+                         "short or another format; save or download it again") from e
 
 
 def _from_safetensors(path: Path, nc: int | None, names: Names | None) -> tuple[Detector, dict, list[str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        if SAFETENSORS_MAGIC_KEY not in header:
-            raise RgbirError(f"{path.name} is a safetensors file without rgbir metadata; load it with cfg=...")
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    header, state = read_safetensors(path)
+    if SAFETENSORS_MAGIC_KEY not in header:
+        raise RgbirError(f"{path.name} is a safetensors file without rgbir metadata; load it with cfg=...")
     cfg = json.loads(header[SAFETENSORS_MAGIC_KEY])
     model, notes = _build_for_weights(path, cfg, state, claimed_nc=cfg.get("nc"),
                                       stored_names=json.loads(header["rgbir.names"]), nc=nc, names=names)

@@ -60,6 +60,7 @@ def reachable(host: str, port: int, what: str, flag: str, timeout: float = 3.0) 
 
 def check_brokers(config) -> None:
     """The broker settings of a ``SinkConfig``: addresses, the client package, files, and each broker answering."""
+    _check_mqtt_options(config)
     for flag, address, default_port, what, package in (
             ("--mqtt", config.mqtt, mqtt_port(config.mqtt_tls), "TOPIC", "paho-mqtt"),
             ("--redis", config.redis, REDIS_PORT, "STREAM", "redis")):
@@ -76,9 +77,30 @@ def check_brokers(config) -> None:
         raise RgbirError("--broker-buffer must be >= 1 record and --broker-flush >= 0 seconds")
     if config.redis_maxlen < 0:
         raise RgbirError(f"--redis-maxlen {config.redis_maxlen} must be >= 0 (0: never trim)")
-    for path, what in ((config.mqtt_tls, "MQTT CA certificate"), (config.mqtt_password_file, "MQTT password file")):
-        if path:
-            readable_file(path, what)
+
+
+def _check_mqtt_options(config) -> None:
+    """MQTT options that depend on another: refused in one line rather than ignored; the files must be readable
+    and the CA file must load."""
+    given = [flag for flag, value in (("--mqtt-tls", config.mqtt_tls), ("--mqtt-user", config.mqtt_user),
+                                      ("--mqtt-password-file", config.mqtt_password_file),
+                                      ("--mqtt-client-id", config.mqtt_client_id)) if value]
+    if given and not config.mqtt:
+        raise RgbirError(f"{', '.join(given)} set up --mqtt: give --mqtt HOST[:PORT]/TOPIC, or leave them out")
+    if config.mqtt_password_file and not config.mqtt_user:
+        raise RgbirError("--mqtt-password-file holds the password of --mqtt-user: give --mqtt-user too, or leave it "
+                         "out")
+    if config.mqtt_password_file:
+        readable_file(config.mqtt_password_file, "MQTT password file")
+    if config.mqtt_tls:
+        import ssl
+
+        readable_file(config.mqtt_tls, "MQTT CA certificate")
+        try:
+            ssl.create_default_context(cafile=config.mqtt_tls)
+        except ssl.SSLError as e:
+            raise RgbirError(f"--mqtt-tls {config.mqtt_tls} holds no PEM CA certificate ({e.reason or e}): give the "
+                             "certificate of the authority that signed the broker's") from e
 
 
 class BrokerSink(Sink):
@@ -227,11 +249,22 @@ class MqttSink(BrokerSink):
                              "or check --mqtt and --mqtt-tls") from e
         self.client.loop_start()
         if not self.connected.wait(connect_timeout) or self.refused:
+            self.abandon = True  # no 'broker lost' warning: it was never there
             self.client.disconnect()
             self.client.loop_stop()
-            raise RgbirError(f"the MQTT broker at {host}:{port} did not accept the connection "
-                             f"({self.refused or 'no answer'}): check --mqtt-user and the password")
+            raise self._not_accepted(f"{host}:{port}", connect_timeout, bool(user))
         self.thread.start()
+
+    def _not_accepted(self, where: str, waited: float, credentials: bool) -> RgbirError:
+        """Why the broker did not take the connection: no MQTT answer at all, bad credentials, or another refusal."""
+        if self.refused is None:
+            return RgbirError(f"{where} accepted a TCP connection but sent no MQTT answer within {waited:g} s: is it "
+                              "an MQTT broker (and is --mqtt-tls right for its port)?")
+        fix = "check --mqtt-user and the password" if credentials else \
+            "it wants a user name and password: give --mqtt-user and --mqtt-password-file" \
+            if "authori" in self.refused.lower() or "password" in self.refused.lower() else \
+            "check the broker's log for why"
+        return RgbirError(f"the MQTT broker at {where} did not accept the connection ({self.refused}): {fix}")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

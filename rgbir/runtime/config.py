@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 from ..errors import RgbirError
 from ..metadata import PostprocessSpec
 from ..options import CommandLineOptions, image_size, option
+from ..paths import PathPlan
 from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
 from .backends.torch_backend import ATTENTIONS
@@ -147,6 +149,7 @@ class PipelineConfig(CommandLineOptions):
             raise RgbirError("no camera pair configured: give --rgb (and --ir)")
         for stream in self.streams:
             stream.validate()
+        self.paths().check()  # no output may overwrite an input or another output
         from .inference import DetectSettings
 
         if self.backend not in BACKENDS:
@@ -173,6 +176,23 @@ class PipelineConfig(CommandLineOptions):
         if self.stats_json:
             writable_file(self.stats_json, "statistics")
 
+    def paths(self, config_file: str | None = None) -> PathPlan:
+        """Every file and folder the run reads (``config_file``: the run YAML it came from) and writes (the outputs
+        of camera pair N > 0 included)."""
+        from .sinks import stream_path
+
+        plan = PathPlan().reads("--config", config_file).reads("--model", self.model)
+        plan.reads("--registration", self.registration)
+        for stream in self.streams:
+            plan.reads("--rgb", stream.rgb).reads("--ir", stream.ir)
+        plan.reads("--mqtt-tls", self.sinks.mqtt_tls).reads("--mqtt-password-file", self.sinks.mqtt_password_file)
+        pairs = range(len(self.streams))
+        for flag, path in (("--json", self.sinks.json), ("--video", self.sinks.video), ("--mot", self.sinks.mot),
+                           ("--yolo-txt", self.sinks.yolo_txt)):
+            if path:  # every camera pair writes its own (--json: all in one file)
+                plan.writes(flag, *{stream_path(Path(path), i) for i in pairs}, folder=flag == "--yolo-txt")
+        return plan.writes("--stats-json", self.stats_json)
+
     def _check_timing(self) -> None:
         """Status-line interval, --realtime pace and the --max-frames / --duration limits."""
         if self.stats_interval < 0:
@@ -188,35 +208,105 @@ class PipelineConfig(CommandLineOptions):
             raise RgbirError(f"--duration {self.duration:g} must be > 0 seconds")
 
 
-def _build(cls, data: dict, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+SECTIONS = {"pairing": PairingConfig, "thermal": ThermalAGC, "sinks": SinkConfig, "metrics": MetricsConfig,
+            "tracking": TrackingConfig}
+KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _shown(value) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else yaml.safe_dump(
+        value, default_flow_style=True, width=1 << 16).strip().removesuffix("...").strip()
+
+
+def _scalar(value, kind: type, where: str):
+    """A YAML scalar as ``kind`` (str, int, float or bool): a whole number for int (2.0 is 2, 2.7 is refused), any
+    number for float, true/false for bool, text or a number for str (a camera index, a GPU: 'device: 0'); anything
+    else is an RgbirError naming the key."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = (isinstance(value, str) or number if kind is str else isinstance(value, bool) if kind is bool
+          else number and (kind is float or float(value).is_integer()))
+    if not ok:
+        raise RgbirError(f"{where}: expected {KINDS[kind]}, got {_shown(value)}")
+    return kind(int(value)) if kind is int else kind(value)
+
+
+def _typed(value, hint, where: str):
+    """A YAML value checked (and converted) against a field's type hint: scalars, optional ones, lists of them
+    (a single value is a list of one), and tuples."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return None if value is None else _typed(value, args[0], where)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        values = value if isinstance(value, list) else [value]
+        return [_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(values)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise RgbirError(f"{where}: expected a list of {len(args)}, got {_shown(value)}")
+        return tuple(_typed(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    return _scalar(value, hint, where)
+
+
+def _build(cls, data, where: str = ""):
+    """A settings dataclass from a YAML mapping at key path ``where`` ('' at the top): unknown keys refused, every
+    value type-checked, each error naming the key path."""
+    import typing
+
+    if data is None:
+        return cls()
+    known = [f.name for f in fields(cls)]
+    if not isinstance(data, dict):
+        raise RgbirError(f"{where}: expected a mapping of settings ({', '.join(known)}), got {_shown(data)}")
+    unknown = sorted(str(k) for k in set(data) - set(known))
     if unknown:
-        raise RgbirError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
-    return cls(**data)
+        raise RgbirError(f"{where + ': ' if where else ''}unknown setting(s) {', '.join(unknown)} (known: "
+                         f"{', '.join(known)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        at = f"{where}.{key}" if where else key
+        if key in SECTIONS:
+            values[key] = _build(SECTIONS[key], value, at)
+        elif key == "streams":
+            if not isinstance(value, (list, type(None))):
+                raise RgbirError(f"{at}: expected a list of camera pairs ([{{rgb: SRC, ir: SRC}}, ...]), got "
+                                 f"{_shown(value)}")
+            values[key] = [_build(StreamConfig, s, f"{at}[{i}]") for i, s in enumerate(value or [])]
+        elif key == "imgsz" and value is not None:
+            try:
+                values[key] = image_size(value)
+            except argparse.ArgumentTypeError as e:
+                raise RgbirError(f"{at}: {e}") from e
+        else:
+            values[key] = _typed(value, hints[key], at)
+    try:
+        return cls(**values)
+    except ValueError as e:  # a section's own check (AGC percentiles, ...)
+        raise RgbirError(f"{where}: {e}") from e
 
 
 def load_config(path: str | Path, **overrides) -> PipelineConfig:
     """A run YAML: model, streams: [{rgb, ir}], and optional pairing/thermal/sinks/metrics/tracking sections;
-    ``overrides`` (from flags) replace top-level settings."""
+    ``overrides`` (from flags) replace top-level settings. Each value is checked against its setting's type, and a
+    wrong one is named by its key path ('run config FILE: sinks.video_fps: expected a number, got ...')."""
     try:
-        data = yaml.safe_load(readable_file(path, "config file").read_text()) or {}
+        data = yaml.safe_load(readable_file(path, "config file").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise RgbirError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from e
     if not isinstance(data, dict):
         raise RgbirError(f"config file {path} must be a mapping of settings (model:, streams:, ...), not a "
                          f"{type(data).__name__}")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    if data.get("model") is None and overrides.get("model") is None:
+        raise RgbirError(f"run config {path}: no model: add 'model: FILE' (an exported .onnx, or weights), or give "
+                         "--model")
     try:
-        data["streams"] = [_build(StreamConfig, s, f"{path}: streams") for s in data.get("streams", [])]
-        for key, cls in (("pairing", PairingConfig), ("thermal", ThermalAGC), ("sinks", SinkConfig),
-                         ("metrics", MetricsConfig), ("tracking", TrackingConfig)):
-            if isinstance(data.get(key), dict):
-                data[key] = _build(cls, data[key], f"{path}: {key}")
-        if data.get("imgsz") is not None:
-            size = data["imgsz"]
-            data["imgsz"] = tuple(size) if isinstance(size, (list, tuple)) else (int(size),) * 2
-        config = _build(PipelineConfig, data, str(path))
-    except (TypeError, ValueError) as e:
-        raise RgbirError(f"{path}: {e}") from e
+        config = _build(PipelineConfig, {k: v for k, v in data.items() if overrides.get(k) is None})
+    except RgbirError as e:
+        raise RgbirError(f"run config {path}: {e}") from e
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
     return config

@@ -24,6 +24,7 @@ from .frames import FramePair
 from .inference import DetectSettings, PairDetector
 from .metrics import Metrics
 from .pairing import LivePairer, pair_lockstep
+from .preprocess import colour_frame
 from .registration import Registration
 from .result_files import MotSink, YoloTxtSink
 from .results import PairResult
@@ -195,8 +196,7 @@ class Pipeline:
             restore()
             if not finished:  # left early (a sink failed): let the workers finish and release the backend
                 finished = self._drain()
-            for sink in self.sinks:
-                sink.close()
+            unfinished = self._close_sinks()
             if finished:  # never free buffers a still-running worker may use
                 self._release_backend()
             self._collect_counters()
@@ -207,7 +207,19 @@ class Pipeline:
         failed = [c.error for s in self.streams for c in s.captures if c.error]
         if self.stages.error or failed:
             raise RgbirError(self.stages.error or f"capture failed: {failed[0]}")
+        if unfinished is not None:
+            raise unfinished
         return self.stats
+
+    def _close_sinks(self) -> RgbirError | None:
+        """Close every sink, also after one fails to finish its file; the first such failure is returned."""
+        first = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except RgbirError as e:
+                first = first or e
+        return first
 
     def _drain(self, seconds: float = 10.0) -> bool:
         """Consume results until the workers' end marker (bounded in time), so no worker stays blocked; True
@@ -294,7 +306,7 @@ class Pipeline:
             else:
                 size = self.config.queue_size
                 outboxes = (FrameQueue(size, self.stop_event), FrameQueue(size, self.stop_event) if ir else None)
-            captures = [CaptureThread(rgb, outboxes[0], self.stop_event, period=rgb_period)]
+            captures = [CaptureThread(rgb, outboxes[0], self.stop_event, convert=colour_frame, period=rgb_period)]
             if ir is not None:
                 captures.append(CaptureThread(ir, outboxes[1], self.stop_event, convert=thermal,
                                               period=ir_period))

@@ -59,6 +59,18 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
     return image, info
 
 
+def colour_frame(frame: np.ndarray) -> np.ndarray:
+    """A visible camera's frame as the 8-bit BGR (or grey) the model was trained on: 16-bit values scaled to 8 bits
+    (65535 → 255, as OpenCV reads a 16-bit image in colour), an alpha channel dropped."""
+    if frame.dtype == np.uint16:
+        frame = cv2.convertScaleAbs(frame, alpha=255 / 65535)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    elif frame.ndim == 3 and frame.shape[2] == 2:  # grey + alpha
+        frame = frame[..., 0]
+    return frame
+
+
 def to_input(image: np.ndarray, spec: InputSpec, dtype=np.float32, scale: float = 1 / 255) -> np.ndarray:
     """A letterboxed OpenCV frame (BGR colour or grey) → (1, C, H, W) in the order the model expects."""
     if image.ndim == 3 and image.shape[2] == 1:

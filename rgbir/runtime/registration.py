@@ -14,6 +14,11 @@ import numpy as np
 import yaml
 
 from ..errors import RgbirError
+from ..files import atomic_write
+
+MIN_SPREAD = 0.01  # points whose spread across their main line is under 1% of the spread along it lie on one line
+MAX_CONDITION = 1e12  # a transform this close to singular cannot be inverted reliably (boxes map back through it)
+MAX_RMS_FRACTION = 0.05  # a fit off by more than 5% of the RGB frame's diagonal on average is not a registration
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Registration:
     def save(self, path: str | Path) -> None:
         data = {"kind": self.kind, "matrix": np.asarray(self.matrix).tolist(), "ir_size": list(self.ir_size),
                 "rgb_size": list(self.rgb_size), "reprojection_error": self.reprojection_error}
-        Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+        atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Registration:
@@ -53,12 +58,20 @@ class Registration:
             matrix = np.asarray(data["matrix"], dtype=np.float64)
             if matrix.shape not in ((3, 3), (2, 3)):
                 raise ValueError(f"matrix must be 3x3 or 2x3, got {matrix.shape}")
+            if singular(matrix):
+                raise ValueError("its matrix is singular; calibrate again from points spread over the frame")
             return cls(matrix, tuple(data["ir_size"]), tuple(data["rgb_size"]), data.get("kind", "homography"),
                        data.get("reprojection_error"))
         except FileNotFoundError as e:
             raise RgbirError(f"no registration file {path}") from e
         except (KeyError, TypeError, ValueError, yaml.YAMLError) as e:
             raise RgbirError(f"registration file {path} is invalid ({e}): it needs matrix, ir_size, rgb_size") from e
+
+
+def singular(matrix: np.ndarray) -> bool:
+    """True for a transform that cannot be inverted reliably (boxes map back through its inverse)."""
+    square = np.vstack([matrix, [0.0, 0.0, 1.0]])[:3]
+    return not np.isfinite(square).all() or np.linalg.cond(square) > MAX_CONDITION
 
 
 def _map_boxes(boxes: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -79,6 +92,11 @@ def estimate(ir_points: np.ndarray, rgb_points: np.ndarray, ir_size, rgb_size, k
     if len(ir_points) != len(rgb_points) or len(ir_points) < needed:
         raise RgbirError(f"a {kind} needs at least {needed} matched point pairs, got {len(ir_points)} IR and "
                          f"{len(rgb_points)} RGB points")
+    for side, points in (("IR", ir_points), ("RGB", rgb_points)):
+        spread = np.linalg.svd(points - points.mean(0), compute_uv=False)  # along and across their main line
+        if spread[-1] <= MIN_SPREAD * max(spread[0], 1e-9):
+            raise RgbirError(f"the {side} points lie on one line (or on one spot): no {kind} follows from them; pick "
+                             "points spread over the frame, at least three not in a line")
     if kind == "homography":
         matrix, _ = cv2.findHomography(ir_points, rgb_points, 0)
     elif kind == "affine":
@@ -86,11 +104,16 @@ def estimate(ir_points: np.ndarray, rgb_points: np.ndarray, ir_size, rgb_size, k
                                          method=cv2.LMEDS)
     else:
         raise RgbirError(f"registration kind must be 'homography' or 'affine', got '{kind}'")
-    if matrix is None:
+    if matrix is None or singular(matrix):
         raise RgbirError("the points are degenerate (collinear or repeated): no transform fits them")
     reg = Registration(matrix, tuple(ir_size), tuple(rgb_size), kind)
     projected = cv2.perspectiveTransform(ir_points.reshape(-1, 1, 2), reg.homography).reshape(-1, 2)
     reg.reprojection_error = float(np.sqrt(((projected - rgb_points) ** 2).sum(1).mean()))
+    diagonal = float(np.hypot(*rgb_size))
+    if reg.reprojection_error > MAX_RMS_FRACTION * diagonal:
+        raise RgbirError(f"no {kind} fits these points: the RMS reprojection error is {reg.reprojection_error:.1f} "
+                         f"px, {reg.reprojection_error / diagonal:.0%} of the RGB frame's diagonal; check the point "
+                         "pairs (an IR point matched to the wrong RGB point?) or try the other --kind")
     return reg
 
 

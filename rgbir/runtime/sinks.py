@@ -88,7 +88,10 @@ def stream_path(path: Path, stream: int) -> Path:
 
 class VideoSink(Sink):
     """Annotated side-by-side video, one file per camera pair (``stream_path``); codec from the suffix
-    (VIDEO_CODECS). A pair's writer opens with its first frame, whose size it needs."""
+    (VIDEO_CODECS). A pair's writer opens with its first frame, whose size it needs. A frame the encoder cannot
+    write (disk full, file size limit) ends the run naming the file and the cause, like the JSON Lines sink, and so
+    does a video that closes cut short; the frames written before stay. (OpenCV's own warnings are kept quiet while
+    the sink is open: it reports the failure itself, once.)"""
 
     name = "video"
     needs_images = True
@@ -100,6 +103,7 @@ class VideoSink(Sink):
         except OSError as e:
             raise cannot_write(self.path, e) from e
         self.writers: dict[int, tuple[cv2.VideoWriter, tuple[int, int]]] = {}  # stream → (writer, frame size)
+        self.log_level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
     def write(self, result: PairResult, fps: float | None) -> None:
         canvas = side_by_side(result, self.height, fps)
@@ -107,7 +111,9 @@ class VideoSink(Sink):
         writer, size = self.writers.get(stream) or self._open(stream, (canvas.shape[1], canvas.shape[0]))
         if (canvas.shape[1], canvas.shape[0]) != size:
             canvas = cv2.resize(canvas, size)
-        writer.write(canvas)
+        if writer.write(canvas) is False:  # OpenCV >= 5 says whether the frame was written
+            path = stream_path(self.path, stream)
+            raise RgbirError(f"cannot write video {path}: {out_of_room(path) or 'the encoder failed to write a frame'}")
 
     def _open(self, stream: int, size: tuple[int, int]) -> tuple[cv2.VideoWriter, tuple[int, int]]:
         path = stream_path(self.path, stream)
@@ -119,8 +125,36 @@ class VideoSink(Sink):
         return writer, size
 
     def close(self) -> None:
-        for writer, _ in self.writers.values():
+        """Finish every file; one the encoder could not finish (it buffers, so the failure may come only now, and
+        OpenCV does not report it) is told by the room left: the file size limit reached, or the disk full."""
+        cut = []
+        for stream, (writer, _) in self.writers.items():
             writer.release()
+            path = stream_path(self.path, stream)
+            reason = out_of_room(path)
+            if reason:
+                cut.append(f"cannot write video {path}: {reason}; it is cut short")
+        cv2.utils.logging.setLogLevel(self.log_level)
+        if cut:
+            raise RgbirError(cut[0])
+
+
+ROOM = 1 << 16  # bytes: more than one buffered write of the encoder (FFmpeg writes 32 KiB at a time)
+
+
+def out_of_room(path: Path) -> str | None:
+    """Why writes to ``path`` fail, when the system tells: the file ends at the file size limit (ulimit -f), or its
+    disk has no room left (counting what root may use, if root); None when neither holds."""
+    import resource
+
+    size = path.stat().st_size if path.is_file() else 0
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size + ROOM > limit:
+        return f"File too large (the file size limit, ulimit -f, is {limit} bytes)"
+    disk = os.statvfs(path.parent)
+    if (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize < ROOM:
+        return "No space left on device"
+    return None
 
 
 def gui_available() -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from ..preflight import cannot_write
 from .results import PairResult
 
@@ -109,6 +110,6 @@ class Stats:
 
     def write_json(self, path: str | Path) -> None:
         try:
-            Path(path).write_text(json.dumps(self.summary(), indent=2))
+            atomic_write(path, json.dumps(self.summary(), indent=2))
         except OSError as e:  # disk full or the file gone read-only mid-run: name the file
             raise cannot_write(path, e) from e

@@ -18,6 +18,7 @@ from ..errors import RgbirError
 from ..files import atomic_write
 from ..metadata import ModelMetadata, check_choice, load_onnx, onnx_metadata
 from ..options import CommandLineOptions, option
+from ..paths import PathPlan
 from ..preflight import readable_file, writable_file
 from ..triton_contract import (
     FRAME_SUFFIX,
@@ -68,6 +69,7 @@ class RepoOptions(CommandLineOptions):
                                           "NAME_ensemble (frames → detections)")
     plugin: str | None = option(None, metavar="SO", shown="the one the engine was built with",
                                 help="engines: the plugin library the server loads")
+    force: bool = option(False, help="replace the model if the repository already holds it")
 
     def validate(self) -> None:
         check_choice(self.platform, PLATFORMS, "platform")
@@ -251,6 +253,12 @@ def write_repository(model: str | Path, root: str | Path, options: RepoOptions |
         models = [ensemble["name"], name, preprocess["name"]]
     for relative in files:
         writable_file(root / relative, "Triton model repository file")
+    PathPlan().reads("the model", model, sidecar_path(model) if source.platform == "tensorrt" else None) \
+        .reads("--plugin", source.plugin).writes("-o", *(root / relative for relative in files)).check()
+    held = sorted({relative.split("/")[0] for relative in files if (root / relative).exists()})
+    if held and not options.force:
+        raise RgbirError(f"{root} already holds model {', '.join(held)}: give --force to replace it, or another "
+                         "--name or -o")
     for relative, content in files.items():
         atomic_write(root / relative, content if isinstance(content, str) else content.read_bytes())
     if options.preprocess:

@@ -16,12 +16,15 @@ import numpy as np
 import torch
 
 from ..data.dataset import PairedDataset, Sample, load_dataset
+from ..errors import RgbirError
 from ..metadata import InputSpec
-from ..models import Detector, save
+from ..models import Detector
+from ..models.checkpoint import CheckpointWriter
 from ..runtime.preprocess import letterbox, to_input
 from .loss import DetectionLoss
 
 log = logging.getLogger(__name__)
+SAVE_SHARE = 10  # an epoch's checkpoint is skipped while the last save took over 1/10 of the time since it
 
 
 @dataclass
@@ -36,6 +39,14 @@ class TrainConfig:
     flip: float = 0.5
     brightness: float = 0.3  # RGB gain jitter: ×(1 ± brightness)
     seed: int = 0
+
+    def validate(self) -> None:
+        """Each setting in its range, named by its flag."""
+        for flag, value in (("--epochs", self.epochs), ("--batch", self.batch), ("warmup_steps", self.warmup_steps)):
+            if value < 1:
+                raise RgbirError(f"{flag} {value} must be >= 1")
+        if not self.lr > 0:
+            raise RgbirError(f"--lr {self.lr:g} must be > 0")
 
 
 def load_pair(sample: Sample, imgsz: tuple[int, int], ir_channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,8 +99,44 @@ class PairedBatches:
                    torch.from_numpy(np.concatenate(targets)).float())
 
 
+def _update_ema(ema: Detector, model: Detector, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * model for floating-point tensors; the others (BN counters) copied."""
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+class _Checkpoints:
+    """The EMA weights saved to ``output`` as training goes (nothing without one): when asked ``now``, else only
+    once the time since the last save is ``SAVE_SHARE`` times what that save took."""
+
+    def __init__(self, ema: Detector, output: str | Path | None, config: TrainConfig, data: str | Path):
+        self.writer = CheckpointWriter(ema) if output is not None else None
+        self.output, self.config, self.data = output, config, data
+        self.saved_at, self.took = time.monotonic(), 0.0
+
+    def save(self, epochs: int, steps: int, now: bool = True) -> str:
+        """Save if due; what the log line says about it ('; saved PATH', or nothing)."""
+        if self.writer is None or not (now or time.monotonic() - self.saved_at >= SAVE_SHARE * self.took):
+            return ""
+        meta = {"train": {"epochs": epochs, "planned_epochs": self.config.epochs, "steps": steps,
+                          "imgsz": list(self.config.imgsz), "data": str(self.data)}}
+        start = time.monotonic()
+        path = self.writer.save(self.output, meta)
+        self.saved_at = time.monotonic()
+        self.took = self.saved_at - start
+        return f"; saved {path}"
+
+
 def train(model: Detector, data: str | Path, config: TrainConfig, output: str | Path | None = None) -> Detector:
-    """Train ``model`` on the dataset's train split; returns the EMA model (also saved to ``output``)."""
+    """Train ``model`` on the dataset's train split; returns the EMA model. With ``output`` (a .safetensors path)
+    the EMA weights are saved there after every epoch (epochs far shorter than a save are saved together: saving
+    takes at most a tenth of the time), after the last and when training is interrupted (Ctrl-C), each time whole
+    or not at all, and each save is logged with the path."""
+    config.validate()
     torch.manual_seed(config.seed)
     batches = PairedBatches(load_dataset(data, "train"), config, model.ir_channels)
     loss_fn = DetectionLoss(model.head)
@@ -103,32 +150,32 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    step = 0
-    for epoch in range(config.epochs):
-        model.train()
-        start, sums = time.perf_counter(), torch.zeros(3)
-        for rgb, ir, targets in batches:
-            lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, parts = loss_fn(model(rgb, ir), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            d = config.ema_decay * (1 - math.exp(-step / 200))  # ramps up as upstream's ModelEMA
-            with torch.no_grad():
-                for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
-                    if e.dtype.is_floating_point:
-                        e.mul_(d).add_(m.detach(), alpha=1 - d)
-                    else:
-                        e.copy_(m)
-            sums += parts
-            step += 1
-        box, cls, dfl = (sums / len(batches)).tolist()
-        log.info(f"epoch {epoch + 1}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} "
-            f"({time.perf_counter() - start:.1f} s)")
-    ema.eval()
-    if output is not None:
-        save(ema, output, meta={"train": {"epochs": config.epochs, "imgsz": list(config.imgsz), "data": str(data)}})
+    checkpoints = _Checkpoints(ema, output, config, data)
+    step = done = 0  # optimizer steps, whole epochs
+    try:
+        for epoch in range(config.epochs):
+            model.train()
+            start, sums = time.perf_counter(), torch.zeros(3)
+            for rgb, ir, targets in batches:
+                warmup = min(1.0, (step + 1) / config.warmup_steps)
+                lr = config.lr * warmup * 0.5 * (1 + math.cos(math.pi * step / total))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, parts = loss_fn(model(rgb, ir), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                optimizer.step()
+                _update_ema(ema, model, config.ema_decay * (1 - math.exp(-step / 200)))  # ramps up as upstream's
+                sums += parts
+                step += 1
+            box, cls, dfl = (sums / len(batches)).tolist()
+            seconds, done = time.perf_counter() - start, epoch + 1
+            log.info(f"epoch {done}/{config.epochs}: box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} ({seconds:.1f} s)"
+                     + checkpoints.save(done, step, now=done == config.epochs))
+    except KeyboardInterrupt:
+        if step:
+            log.warning(f"interrupted after {done} of {config.epochs} epochs ({step} steps)"
+                        + checkpoints.save(done, step))
+        raise
     return ema

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import RgbirError
 from ...files import cache_dir
-from ...metadata import METADATA_KEY, ModelMetadata
+from ...metadata import METADATA_KEY, ModelMetadata, onnx_file
 from .base import Backend, TensorSpec
 
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -48,8 +48,7 @@ class OnnxRuntimeBackend(Backend):
                  io_binding: bool | None = None):
         import onnxruntime as ort
 
-        if not Path(path).is_file():
-            raise RgbirError(f"no such ONNX file: {path}")
+        onnx_file(path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

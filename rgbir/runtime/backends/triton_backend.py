@@ -144,12 +144,14 @@ class TritonBackend(Backend):
         """gRPC takes a timeout per call; the HTTP client has its own from construction."""
         return {"client_timeout": seconds} if self.address.protocol == "grpc" else {}
 
-    def _call(self, method, *args, seconds: float | None = None, **kwargs):
-        """One client call; whatever goes wrong is one RgbirError naming the server and what to do."""
+    def _call(self, method, *args, liveness: bool = False, **kwargs):
+        """One client call; whatever goes wrong is one RgbirError naming the server and what to do. ``liveness``:
+        the first call, bounded by ?connect_timeout over gRPC (the HTTP client bounds every call by ?timeout)."""
         from tritonclient.utils import InferenceServerException
 
         a = self.address
-        seconds = a.timeout if seconds is None else seconds
+        setting = "connect_timeout" if liveness and a.protocol == "grpc" else "timeout"
+        seconds = getattr(a, setting)
         try:
             return method(*args, **kwargs, **self._deadline(seconds))
         except InferenceServerException as e:
@@ -157,10 +159,10 @@ class TritonBackend(Backend):
             if status.endswith("UNAVAILABLE"):  # gRPC: '... last error: ...: Connection refused' → its last part
                 raise self._unreachable(message.rsplit(": ", 1)[-1]) from e
             if status.endswith("DEADLINE_EXCEEDED"):
-                raise self._too_slow(seconds) from e
+                raise self._too_slow(seconds, setting) from e
             raise RgbirError(f"Triton at {a.server}, model '{a.model}': {message}") from e
         except TimeoutError as e:
-            raise self._too_slow(seconds) from e
+            raise self._too_slow(seconds, setting) from e
         except (OSError, HTTPException) as e:  # HTTP: refused, reset, or closed mid-response
             raise self._unreachable(getattr(e, "strerror", None) or str(e).rstrip(".") or type(e).__name__) from e
 
@@ -168,14 +170,14 @@ class TritonBackend(Backend):
         return RgbirError(f"Triton at {self.address.server} ({self.address.protocol}) does not answer ({reason}): "
                           f"start tritonserver there, or correct --model {self.address.url}")
 
-    def _too_slow(self, seconds: float) -> RgbirError:
+    def _too_slow(self, seconds: float, setting: str) -> RgbirError:
         return RgbirError(f"Triton at {self.address.server} did not answer within {seconds:g} s: the server is stuck "
-                          f"or overloaded (a longer wait: ?timeout=S in --model)")
+                          f"or overloaded (a longer wait: ?{setting}=S in --model)")
 
     def _model_config(self) -> dict:
         """The model's config, once the server is live and the model ready (else an error naming what is)."""
         a, client = self.address, self._client()
-        if not self._call(client.is_server_live, seconds=a.connect_timeout):
+        if not self._call(client.is_server_live, liveness=True):
             raise self._unreachable("the server is not live yet")
         if not self._call(client.is_model_ready, a.model, a.version):
             index = self._call(client.get_model_repository_index)
