@@ -217,5 +217,7 @@ def test_broker_settings_are_checked_before_the_model_loads(redis_broker):
     with pytest.raises(RgbirError, match="cannot reach the Redis server at 127.0.0.1:.*check --redis"):
         SinkConfig(redis=f"127.0.0.1:{free_port()}/s").validate()
     with pytest.raises(RgbirError, match="MQTT password file"):
+        SinkConfig(mqtt="127.0.0.1/t", mqtt_user="u", mqtt_password_file="/nonexistent/password").validate()
+    with pytest.raises(RgbirError, match="--mqtt-password-file configures the MQTT sink, and there is no --mqtt"):
         SinkConfig(mqtt_password_file="/nonexistent/password").validate()
     SinkConfig(redis=f"127.0.0.1:{redis_broker.port}/s").validate()

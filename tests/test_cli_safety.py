@@ -373,7 +373,7 @@ def test_a_folder_named_like_a_model_is_named_a_folder(ws, tmp_path):
 @pytest.mark.parametrize("flags,fragment", [
     (["--mqtt", "127.0.0.1:1/t", "--mqtt-password-file", "run.yaml"], "--mqtt-password-file holds the password of "
                                                                         "--mqtt-user: give --mqtt-user too"),
-    (["--mqtt-user", "me"], "--mqtt-user set up --mqtt: give --mqtt"),
+    (["--mqtt-user", "me"], "--mqtt-user configures the MQTT sink, and there is no --mqtt: give --mqtt"),
     (["--mqtt", "127.0.0.1:1/t", "--mqtt-tls", "frames/visible/00000.jpg"], "holds no PEM CA certificate"),
 ])
 def test_mqtt_options_that_need_another_are_refused(ws, flags, fragment):

@@ -86,7 +86,9 @@ def _check_mqtt_options(config) -> None:
                                       ("--mqtt-password-file", config.mqtt_password_file),
                                       ("--mqtt-client-id", config.mqtt_client_id)) if value]
     if given and not config.mqtt:
-        raise RgbirError(f"{', '.join(given)} set up --mqtt: give --mqtt HOST[:PORT]/TOPIC, or leave them out")
+        raise RgbirError(f"{', '.join(given)} {'configure' if len(given) > 1 else 'configures'} the MQTT sink, and "
+                         "there is no --mqtt: give --mqtt HOST[:PORT]/TOPIC, or leave "
+                         f"{'them' if len(given) > 1 else 'it'} out")
     if config.mqtt_password_file and not config.mqtt_user:
         raise RgbirError("--mqtt-password-file holds the password of --mqtt-user: give --mqtt-user too, or leave it "
                          "out")
