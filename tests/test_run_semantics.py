@@ -203,3 +203,24 @@ def test_the_readme_json_lines_schema_names_every_key_of_a_record(tmp_path):
     rows = [line for line in readme_section("### JSON Lines records").splitlines() if line.startswith("| `")]
     documented = {key for row in rows for key in re.findall(r"`([^`]+)`", row.split("|")[1])}
     assert documented == flat_keys(sink.records[0])
+
+
+def test_a_record_is_encoded_once_for_every_sink(tmp_path, monkeypatch):
+    """--json, --mqtt and --redis publish the same bytes: the JSON is encoded once per pair, not once per sink."""
+    import json
+
+    real = json.dumps
+    records = []
+
+    def counting_dumps(obj, **kwargs):
+        if isinstance(obj, dict) and "detections" in obj:
+            records.append(obj)
+        return real(obj, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", counting_dumps)
+    lines = []
+    sinks = [RecordingSink(), RecordingSink()]
+    for sink in sinks:
+        sink.write = lambda result, fps: lines.append(result.json_line())
+    Pipeline(config(), backend=NumpyBackend(), sources=[folder_sources(tmp_path, 2)], sinks=sinks).run()
+    assert len(lines) == 4 and len(records) == 2 and lines[0] is lines[1] and lines[2] is lines[3]

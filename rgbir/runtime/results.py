@@ -27,6 +27,7 @@ class PairResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     latency_ms: float = 0.0  # capture → result: queue wait + processing
     error: str | None = None
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)  # encoded once for every sink
 
     @property
     def processing_ms(self) -> float:
@@ -60,5 +61,8 @@ class PairResult:
         }
 
     def json_line(self) -> bytes:
-        """The record as one JSON Lines line without its newline: what --json writes and brokers publish."""
-        return json.dumps(self.record()).encode()
+        """The record as one JSON Lines line without its newline: what --json writes and brokers publish. Encoded
+        once, when the first sink asks (the sinks run after tracking, so the result is final by then)."""
+        if self._json is None:
+            self._json = json.dumps(self.record()).encode()
+        return self._json
