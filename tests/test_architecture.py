@@ -128,7 +128,7 @@ def test_a_backend_is_a_runner_and_a_context_manager():
 
     with Closing() as backend:
         out = backend.infer(np.zeros((2, 3, 64, 80), np.float64), np.zeros((2, 3, 64, 80)))  # converted to float32
-        assert out["predictions"].shape == (2, 6, 8) and backend.inference_ms >= 0 and backend.calls == 1
+        assert out["predictions"].shape == (2, 6, 8) and backend.calls == 1
         with pytest.raises(Exception, match="needs an IR input"):
             backend.infer(np.zeros((1, 3, 64, 80)))  # checked before _infer runs
         assert backend.calls == 1

@@ -4,7 +4,6 @@ managers that release their device memory on exit; each says how its inputs are 
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -32,7 +31,6 @@ class Backend(ABC):
         self._inputs, self._outputs = list(inputs or []), list(outputs or [])
         self.max_batch = max_batch  # the largest batch one call takes (an engine's profile); None: no limit
         self.warnings: list[str] = []  # what the user should know (e.g. an engine built on another GPU)
-        self.inference_ms = 0.0  # the last call's ``_infer`` time
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -52,11 +50,7 @@ class Backend(ABC):
 
     def infer(self, rgb: np.ndarray, ir: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One forward pass on float arrays normalised as the metadata says; returns outputs by name."""
-        feeds = self.feeds(rgb, ir)
-        start = time.perf_counter()
-        outputs = self._infer(feeds)
-        self.inference_ms = (time.perf_counter() - start) * 1e3
-        return outputs
+        return self._infer(self.feeds(rgb, ir))
 
     @abstractmethod
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

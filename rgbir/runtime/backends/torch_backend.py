@@ -9,7 +9,6 @@ library's kernel (``gpu_preprocess``, as the TensorRT backend does), and optiona
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,12 +207,9 @@ class TorchBackend(Backend):
         if self.frames is None:
             raise RgbirError("this PyTorch backend was opened without gpu_preprocess")
         columns = self.frame_columns(rgb, ir)
-        start = time.perf_counter()
         with self.torch.inference_mode():
             inputs, infos = self.frames(columns)
-            outputs = self._run([inputs[n] for n in self.input_names])
-        self.inference_ms = (time.perf_counter() - start) * 1e3
-        return outputs, infos
+            return self._run([inputs[n] for n in self.input_names]), infos
 
     def _run(self, tensors: list) -> dict[str, np.ndarray]:
         """The forward on device tensors (channels-last, captured graph or eager, as the options say)."""

@@ -7,7 +7,6 @@ raw frames (``NAME_ensemble``, written with ``--preprocess``) gets the 8-bit fra
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from http.client import HTTPException
 from urllib.parse import parse_qs, urlsplit
@@ -219,11 +218,9 @@ class TritonBackend(Backend):
 
     def infer_frames(self, rgb: list[np.ndarray], ir: list[np.ndarray] | None = None):
         """8-bit frames (BGR or grey) to a frames model, one request per pair; returns (outputs, None)."""
-        start = time.perf_counter()
         columns = self.frame_columns(rgb, ir)
         results = [self._request({name + FRAME_SUFFIX: _frame(f) for name, f in zip(columns, pair)})
                    for pair in zip(*columns.values())]
-        self.inference_ms = (time.perf_counter() - start) * 1e3
         return {n: np.concatenate([r[n] for r in results]) for n in self.output_names}, None
 
     def close(self) -> None:
