@@ -11,7 +11,8 @@
 3. ONNX Runtime's profile of the demo by op type, old body and new.
 
 ONNX Runtime CPU with 1 and 2 threads, batch 1. The variants of a row take turns (interleaved repetitions, medians),
-except rows whose sessions would not fit in memory together (N1 > 1600: each variant alone, in turn).
+except rows whose sessions would not fit in memory together (N1 > 1600: each variant alone, in turn, without ONNX
+Runtime's memory arena).
 
     python benchmarks/msc_attention_ort.py [--sizes 640 1280] [--threads 1 2] [--repeats 7] [--skip calls models]
 """
@@ -158,10 +159,13 @@ def upstream_model(feeds: dict[str, np.ndarray], scale: float) -> onnx.ModelProt
                                  verbose=False).model_proto
 
 
-def session(model: onnx.ModelProto | Path, threads: int, profile: Path | None = None) -> ort.InferenceSession:
-    """A CPU session; with ``profile`` (a file prefix), ONNX Runtime's profiler on."""
+def session(model: onnx.ModelProto | Path, threads: int, profile: Path | None = None,
+            arena: bool = True) -> ort.InferenceSession:
+    """A CPU session; with ``profile`` (a file prefix), ONNX Runtime's profiler on; without ``arena``, memory is
+    allocated per run and given back after it (ONNX Runtime's arena keeps its peak, and grows it run by run)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.enable_cpu_mem_arena = arena
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile)
@@ -183,14 +187,15 @@ def take_turns(sessions: dict[str, ort.InferenceSession], feeds: dict[str, dict]
 
 
 def time_calls(models: dict[str, onnx.ModelProto], feeds: dict, threads: int, repeats: int):
-    """``take_turns`` over the variants of one call; above SHARED_SESSIONS_UP_TO keys one session lives at a time
-    (a fifth of the repeats): the old body alone holds 14 GB at N1 = 6400."""
+    """``take_turns`` over the variants of one call; above SHARED_SESSIONS_UP_TO keys one session lives at a time,
+    without ONNX Runtime's memory arena, for a fifth of the repeats: at N1 = 6400 one call of the old body needs
+    about 14 GB, of the new one 10 GB, of upstream 8 GB (the timings then include allocating it)."""
     every = {name: feeds for name in models}
     if feeds["k"].shape[2] <= SHARED_SESSIONS_UP_TO:
         return take_turns({name: session(m, threads) for name, m in models.items()}, every, repeats)
     ms, outputs = {}, {}
     for name, model in models.items():
-        one_ms, one_out = take_turns({name: session(model, threads)}, every, max(repeats // 5, 1))
+        one_ms, one_out = take_turns({name: session(model, threads, arena=False)}, every, max(repeats // 5, 1))
         ms.update(one_ms)
         outputs.update(one_out)
     return ms, outputs
@@ -242,6 +247,7 @@ def export_models(root: Path) -> dict[str, Path]:
 
 
 def model_feeds(s: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """Seeded uniform [0, 1) inputs of a session's (static) input shapes."""
     rng = np.random.default_rng(0)
     return {i.name: rng.random(i.shape, dtype=np.float32) for i in s.get_inputs()}
 
@@ -257,24 +263,31 @@ def whole_models(paths: dict[str, Path], threads: list[int], repeats: int) -> No
                   f"{value / ms['yolo11n-mm-mid']:8.2f}x", flush=True)
 
 
-def profile(paths: dict[str, Path], runs: int, top: int = 8) -> None:
-    """Op types by share of the kernel time (ONNX Runtime's profiler), warm-up run left out."""
-    print(f"\nONNX Runtime profile of the MSC demo at 640, 2 threads, {runs} runs after a warm-up: share of kernel "
-          "time by op type")
+def op_shares(model: onnx.ModelProto | Path, prefix: Path, runs: int, feeds: dict | None = None, top: int = 8) -> str:
+    """Kernel time per run and the op types' shares of it (ONNX Runtime's profiler, 2 threads, warm-up left out)."""
+    s = session(model, 2, profile=prefix)
+    feeds = feeds or model_feeds(s)
+    for _ in range(runs + 1):
+        s.run(None, feeds)
+    events = json.loads(Path(s.end_profiling()).read_text())
+    second_run = sorted(e["ts"] for e in events if e["name"] == "model_run")[1]
+    by_op = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= second_run:
+            by_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(by_op.values())
+    shares = ", ".join(f"{op_type} {100 * us / total:.0f}%" for op_type, us in by_op.most_common(top))
+    return f"{total / runs / 1e3:.0f} ms of kernel time per run: {shares}"
+
+
+def profile(paths: dict[str, Path], root: Path, runs: int) -> None:
+    print(f"\nONNX Runtime profile, 2 threads, {runs} runs after a warm-up: share of kernel time by op type")
+    name, n, d = SHAPES[0]
+    models, feeds = call_models(n, d)
+    for body in ("old body", "new body"):
+        print(f"{name} call, {body}: {op_shares(models[body], root / body.replace(' ', '-'), runs, feeds)}")
     for name in ("MSC demo, old body", "MSC demo, new body"):
-        s = session(paths[name], 2, profile=paths[name].with_suffix(""))
-        feeds = model_feeds(s)
-        for _ in range(runs + 1):
-            s.run(None, feeds)
-        events = json.loads(Path(s.end_profiling()).read_text())
-        second_run = sorted(e["ts"] for e in events if e["name"] == "model_run")[1]
-        by_op = collections.Counter()
-        for e in events:
-            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= second_run:
-                by_op[e["args"]["op_name"]] += e["dur"]
-        total = sum(by_op.values())
-        shares = ", ".join(f"{op_type} {100 * us / total:.0f}%" for op_type, us in by_op.most_common(top))
-        print(f"{name}: {total / runs / 1e3:.0f} ms of kernel time per run: {shares}")
+        print(f"{name}: {op_shares(paths[name], paths[name].with_suffix(''), runs)}")
 
 
 def main() -> None:
@@ -295,7 +308,7 @@ def main() -> None:
             if "models" not in args.skip:
                 whole_models(paths, args.threads, args.repeats)
             if "profile" not in args.skip:
-                profile(paths, args.profile_runs)
+                profile(paths, Path(tmp), args.profile_runs)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f} (1 minute)")
 
 

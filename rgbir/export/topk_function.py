@@ -5,7 +5,7 @@ prefers a registered plugin of the same name over the function, so the same file
 Body: scores in float32, ONE sorted TopK with the largest k (every branch's threshold by Gather), one Softmax, the
 branch masks by comparison (tie-inclusive) applied by multiplication, and ONE MatMul of the masked weights with v and
 a ones column, which gives each branch's weighted sum and its normaliser together. No Where: ONNX Runtime's
-broadcasting Where over a (B,h,N,branches,N1) mask was a quarter of an MSC model's time with the body before
+broadcasting Where over a (B,h,N,branches,N1) mask was about a quarter of an MSC model's time with the body before
 (benchmarks/msc_attention_ort.py measures both bodies).
 """
 
