@@ -115,6 +115,16 @@ def test_an_export_that_fills_the_disk_keeps_the_previous_onnx(tmp_path):
             fragments=[f"cannot write {previous}", "File too large"], preexec_fn=size_limit(1 << 20))
 
 
+def test_an_engine_build_that_fills_the_disk_keeps_the_previous_engine_and_sidecar(tiny_onnx, tmp_path):
+    """A real engine, built by TensorRT-RTX on this CPU, that does not fit: the old engine and sidecar stay."""
+    pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install 'rgbir[rtx]')")
+    previous = tmp_path / "m.engine"
+    previous.write_bytes(b"the previous engine")
+    (tmp_path / "m.engine.json").write_text("{}\n")
+    refused(tmp_path, "build", tiny_onnx, "-o", previous, "--tensorrt", "rtx",
+            fragments=[f"cannot write {previous}", "File too large"], preexec_fn=size_limit(1 << 20))
+
+
 def test_a_calibration_that_fills_the_disk_keeps_the_previous_registration(ws, tmp_path):
     previous = tmp_path / "registration.yaml"
     previous.write_text("the previous registration\n")
