@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RgbirError
+from ..files import atomic_write
 from ..metadata import ModelMetadata
 from .qdq_placement import QUANTIZED_OP_TYPES
 
@@ -120,6 +121,8 @@ def ranges_file(cache: Path | None, method: str, model_path: Path, workdir: Path
         return Path(cache), 0
     count, batches = inputs()
     ranges = calibrate(model_path, batches, method, workdir)
-    path = Path(cache) if cache is not None else workdir / "ranges.json"
-    quantization.calibrate.save_tensors_data(ranges, path)
-    return path, count
+    written = workdir / "ranges.json"
+    quantization.calibrate.save_tensors_data(ranges, written)
+    if cache is None:
+        return written, count
+    return atomic_write(cache, written.read_bytes()), count  # a cut-short write keeps the previous cache
