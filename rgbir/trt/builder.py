@@ -290,9 +290,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     _save_timing_cache(config, cache, options, notes)
     result = BuildResult(engine_path, sidecar, seconds, engine_path.stat().st_size, plan.engine_precision,
                          features.version, features.edition, notes=notes)
-    result.tensors, result.layers, result.plugin_layers = network_summary(trt, network)
-    if features.rtx:  # the plan is compiled for the GPU when it is loaded: nothing more to inspect here
-        result.inspected = False
+    tensors, layers, result.plugin_layers = network_summary(trt, network)
+    if features.rtx:  # the plan is compiled for the GPU when it is loaded: the network is all there is to show
+        result.tensors, result.layers, result.inspected = tensors, layers, False
         notes.append(f"built ahead of time for compute capabilities {', '.join(targets)}: TensorRT-RTX compiles it "
                      "for the GPU when it is loaded (JIT), so the tensors and layers shown are the network's and the "
                      "layers' precisions are only known there")

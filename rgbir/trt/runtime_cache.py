@@ -4,17 +4,19 @@ same release, GPU and driver, and ignores it otherwise), written whole when the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
-from ..files import atomic_write, cache_dir, file_sha256
+from ..files import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 
 
-def runtime_cache_path(engine: Path) -> Path:
-    """One cache per engine content: ``~/.cache/rgbir/tensorrt-rtx/<name>-<sha256 prefix>.cache``."""
-    return cache_dir("tensorrt-rtx") / f"{engine.stem}-{file_sha256(engine)[:16]}.cache"
+def runtime_cache_path(engine: Path, plan: bytes) -> Path:
+    """One cache per engine content (``plan``, the bytes already read to load it):
+    ``~/.cache/rgbir/tensorrt-rtx/<name>-<sha256 prefix>.cache``."""
+    return cache_dir("tensorrt-rtx") / f"{engine.stem}-{hashlib.sha256(plan).hexdigest()[:16]}.cache"
 
 
 class RuntimeCache:

@@ -167,11 +167,12 @@ class TensorRTBackend(Backend):
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.runtime.engine_host_code_allowed = bool(sidecar and sidecar.version_compatible)
-        self.engine = self.runtime.deserialize_cuda_engine(engine.read_bytes())
+        plan = engine.read_bytes()
+        self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise RgbirError(f"TensorRT could not deserialize {engine} (see its log above): rebuild it with "
                              "'rgbir build' for this TensorRT and GPU")
-        self.runtime_cache = RuntimeCache(self.engine, runtime_cache_path(engine)) if edition == "rtx" else None
+        self.runtime_cache = RuntimeCache(self.engine, runtime_cache_path(engine, plan)) if edition == "rtx" else None
         create_context = self.engine.create_execution_context if self.runtime_cache is None else \
             self.runtime_cache.create_context
         self._inputs, self._outputs, max_shapes, self.min_batch = self._tensors(trt, create_context)
