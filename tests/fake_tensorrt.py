@@ -173,7 +173,7 @@ def make(version: str, progress_base=None, fail_parse_on: str | None = None, dla
             self.flags = flags
 
         def get_input(self, index):
-            raise IndexError(index)
+            return None  # as the real network answers for an index past its tensors or layers
 
         get_output = get_layer = get_input
 
