@@ -13,7 +13,7 @@ import numpy as np
 from media import frame_pair
 from rgbir.metadata import InputSpec, ModelMetadata
 from rgbir.runtime.backends import Backend, TensorSpec
-from rgbir.runtime.sinks import Sink
+from rgbir.runtime.outputs.sinks import Sink
 from rgbir.runtime.sources import Source, SourceError
 
 

@@ -24,7 +24,7 @@ from test_cli_errors import records
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="the broker sinks need the fleet extra")
 redis = pytest.importorskip("redis")
-from rgbir.runtime.brokers import MqttSink, RedisSink, parse_address  # noqa: E402 (after the skip)
+from rgbir.runtime.outputs.brokers import MqttSink, RedisSink, parse_address  # noqa: E402 (after the skip)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from rgbir.runtime.sources import ImageFolderSource
 from rgbir.runtime.stats import Count, Stats
 
 parser = pytest.importorskip("prometheus_client.parser", reason="metrics need the fleet extra")
-from rgbir.runtime.metrics import Metrics, MetricsConfig  # noqa: E402 (after the skip)
+from rgbir.runtime.outputs.metrics import Metrics, MetricsConfig  # noqa: E402 (after the skip)
 
 HELD_AT = 8  # the pair whose write holds the run while the test scrapes
 

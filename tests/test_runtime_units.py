@@ -13,10 +13,10 @@ from rgbir.errors import RgbirError
 from rgbir.metadata import InputSpec
 from rgbir.runtime.config import load_config
 from rgbir.runtime.frames import Frame, FramePair
+from rgbir.runtime.outputs.sinks import MjpegSink, WindowSink, gui_available
 from rgbir.runtime.preprocess import letterbox, to_input
 from rgbir.runtime.registration import Registration, estimate
 from rgbir.runtime.results import PairResult
-from rgbir.runtime.sinks import MjpegSink, WindowSink, gui_available
 from rgbir.runtime.sources import ImageFolderSource, SourceError, match_by_stem, open_source
 from rgbir.runtime.thermal import ThermalAGC
 

@@ -10,10 +10,10 @@ from fakes import RecordingSink
 from rgbir.metadata import InputSpec, ModelMetadata
 from rgbir.runtime.backends import Backend, TensorSpec
 from rgbir.runtime.config import PipelineConfig, StreamConfig
+from rgbir.runtime.outputs.result_files import MotSink
+from rgbir.runtime.outputs.tracking import TrackingConfig
 from rgbir.runtime.pipeline import Pipeline
-from rgbir.runtime.result_files import MotSink
 from rgbir.runtime.sources import ImageFolderSource
-from rgbir.runtime.tracking import TrackingConfig
 
 pytest.importorskip("trackers", reason="tracking needs the fleet extra")
 mm = pytest.importorskip("motmetrics")

@@ -12,10 +12,10 @@ from .common import console
 
 def add_parser(sub) -> None:
     from ..runtime.config import PipelineConfig, SinkConfig
-    from ..runtime.metrics import MetricsConfig
+    from ..runtime.outputs.metrics import MetricsConfig
+    from ..runtime.outputs.tracking import TrackingConfig
     from ..runtime.pairing import PairingConfig
     from ..runtime.thermal import ThermalAGC
-    from ..runtime.tracking import TrackingConfig
 
     p = sub.add_parser("run", help="run the dual-camera detection pipeline", description=__doc__.replace("``", ""))
     p.add_argument("--rgb", action="append", default=[], metavar="SRC",
@@ -41,10 +41,10 @@ def config_from_args(args: argparse.Namespace):
 
     from ..errors import RgbirError
     from ..runtime.config import PipelineConfig, SinkConfig, StreamConfig, load_config
-    from ..runtime.metrics import MetricsConfig
+    from ..runtime.outputs.metrics import MetricsConfig
+    from ..runtime.outputs.tracking import TrackingConfig
     from ..runtime.pairing import PairingConfig
     from ..runtime.thermal import ThermalAGC
-    from ..runtime.tracking import TrackingConfig
 
     if len(args.ir) not in (0, len(args.rgb)):
         raise RgbirError("give one --ir per --rgb (camera pairs are matched in order)")

@@ -15,11 +15,11 @@ from ..paths import PathPlan
 from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
 from .backends.torch_backend import ATTENTIONS
-from .brokers import MQTT_PORT, MQTT_TLS_PORT, REDIS_PORT
-from .metrics import MetricsConfig
+from .outputs.brokers import MQTT_PORT, MQTT_TLS_PORT, REDIS_PORT
+from .outputs.metrics import MetricsConfig
+from .outputs.tracking import TrackingConfig
 from .pairing import PairingConfig
 from .thermal import ThermalAGC
-from .tracking import TrackingConfig
 
 
 @dataclass
@@ -71,12 +71,12 @@ class SinkConfig(CommandLineOptions):
     def validate(self) -> None:
         """Files writable, video suffix known, port free, brokers reachable: checked before the model loads, not
         mid-run."""
-        from .brokers import check_brokers
+        from .outputs.brokers import check_brokers
 
         if self.mqtt_qos not in (0, 1):
             raise RgbirError(f"--mqtt-qos {self.mqtt_qos}: MQTT quality of service is 0 (at most once) or 1 (at least "
                              "once)")
-        from .sinks import VIDEO_CODECS
+        from .outputs.sinks import VIDEO_CODECS
 
         if self.json:
             writable_file(self.json, "JSON Lines")
@@ -179,7 +179,7 @@ class PipelineConfig(CommandLineOptions):
     def paths(self, config_file: str | None = None) -> PathPlan:
         """Every file and folder the run reads (``config_file``: the run YAML it came from) and writes (the outputs
         of camera pair N > 0 included)."""
-        from .sinks import stream_path
+        from .outputs.sinks import stream_path
 
         plan = PathPlan().reads("--config", config_file).reads("--model", self.model)
         plan.reads("--registration", self.registration)

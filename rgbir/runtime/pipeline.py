@@ -17,22 +17,22 @@ from dataclasses import dataclass
 
 from ..errors import RgbirError
 from .backends import Backend, open_backend
-from .brokers import MqttSink, RedisSink
 from .capture import CaptureThread, FrameQueue, LatestSlot
 from .config import PipelineConfig
 from .frames import FramePair
 from .inference import DetectSettings, PairDetector
-from .metrics import Metrics
+from .outputs.brokers import MqttSink, RedisSink
+from .outputs.metrics import Metrics
+from .outputs.result_files import MotSink, YoloTxtSink
+from .outputs.sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
+from .outputs.tracking import Tracker
 from .pairing import LivePairer, pair_lockstep
 from .preprocess import colour_frame
 from .registration import Registration
-from .result_files import MotSink, YoloTxtSink
 from .results import PairResult
-from .sinks import JsonlSink, MjpegSink, Sink, VideoSink, WindowSink
 from .sources import Source, match_by_stem, open_source, rate_mismatch
 from .stages import DONE, Stages
 from .stats import Count, Stats
-from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 

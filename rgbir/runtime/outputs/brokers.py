@@ -19,11 +19,11 @@ from abc import abstractmethod
 from collections import deque
 from importlib.util import find_spec
 
-from ..errors import RgbirError
-from ..preflight import readable_file
-from .results import PairResult
+from ...errors import RgbirError
+from ...preflight import readable_file
+from ..results import PairResult
+from ..stats import Count
 from .sinks import Sink
-from .stats import Count
 
 log = logging.getLogger(__name__)
 

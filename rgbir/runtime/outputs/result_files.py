@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from ..data.dataset import label_line
-from ..preflight import cannot_write
-from .results import PairResult
+from ...data.dataset import label_line
+from ...preflight import cannot_write
+from ..results import PairResult
 from .sinks import Sink, stream_path
 
 

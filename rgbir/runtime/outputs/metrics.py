@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 
-from ..errors import RgbirError
-from ..options import CommandLineOptions, option
-from ..preflight import cannot_serve, free_port
-from .results import PairResult
-from .stats import Count, Stats
+from ...errors import RgbirError
+from ...options import CommandLineOptions, option
+from ...preflight import cannot_serve, free_port
+from ..results import PairResult
+from ..stats import Count, Stats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
 SKEW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)  # seconds

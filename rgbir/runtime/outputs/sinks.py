@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import RgbirError
-from ..preflight import cannot_serve, cannot_write
+from ...errors import RgbirError
+from ...preflight import cannot_serve, cannot_write
+from ..results import PairResult
+from ..stats import Count
 from .draw import side_by_side
-from .results import PairResult
-from .stats import Count
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # file suffix → OpenCV fourcc
 

@@ -10,9 +10,9 @@ from importlib.util import find_spec
 
 import numpy as np
 
-from ..errors import RgbirError
-from ..options import CommandLineOptions, option
-from .results import PairResult
+from ...errors import RgbirError
+from ...options import CommandLineOptions, option
+from ..results import PairResult
 
 TRACKERS = ("bytetrack",)
 
