@@ -1,5 +1,7 @@
 """TopKSparseAttention as ONNX: local-function body, inlined body, numpy reference and torch agree."""
 
+import shutil
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,6 +13,10 @@ from onnx.reference import ReferenceEvaluator
 from rgbir.export import topk_function
 from rgbir.models.sparse_attention import topk_sparse_attention
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
+from rgbir.plugins.cpu import COMPILERS
+from rgbir.runtime.backends import ort_attention
+
+CPU_KERNEL = any(shutil.which(c) for c in COMPILERS)  # rgbir's CPU kernel is one more form where it can be compiled
 
 
 def single_node_model(shape_q, shape_k, shape_v, scale, divisors, weights, dtype=TensorProto.FLOAT, inline=False):
@@ -30,15 +36,25 @@ def run_all(q, k, v, scale, divisors, weights):
     feeds = {"q": q, "k": k, "v": v}
     fn = single_node_model(*shapes, scale, divisors, weights)
     inlined = single_node_model(*shapes, scale, divisors, weights, inline=True)
-    def ort_run(model):
-        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-
-    return {
-        "ort function": ort_run(fn),
-        "ort inlined": ort_run(inlined),
+    forms = {
+        "ort function": ort_run(fn, feeds),
+        "ort inlined": ort_run(inlined, feeds),
         "onnx.reference": ReferenceEvaluator(fn).run(None, feeds)[0],
         "torch": topk_sparse_attention(*(torch.from_numpy(a) for a in (q, k, v)), scale, divisors, weights).numpy(),
     }
+    if CPU_KERNEL:
+        forms["ort cpu kernel"] = ort_run(fn, feeds, kernel=True)
+    return forms
+
+
+def ort_run(model, feeds, kernel=False):
+    """The model on ONNX Runtime's CPU provider: its function body, or rgbir's CPU kernel (2 threads)."""
+    options = ort.SessionOptions()
+    if kernel:
+        options.register_custom_ops_library(ort_attention.custom_ops_library())
+        model = ort_attention.with_kernel(model, threads=2)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
 
 
 @pytest.mark.parametrize("n,n1,divisors,weights", [
@@ -94,12 +110,12 @@ def test_fp16_inputs_compute_in_fp32_and_return_fp16():
     rng = np.random.default_rng(2)
     q, k, v = (rng.standard_normal((1, 2, 12, 8)).astype(np.float16) for _ in range(3))
     model = single_node_model(q.shape, k.shape, v.shape, 0.35, [2, 3], [0.5, 0.5], dtype=TensorProto.FLOAT16)
-    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"q": q, "k": k, "v": v})[0]
-    assert out.dtype == np.float16
     expected = topk_function.reference(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32),
                                        0.35, [2, 3], [0.5, 0.5])
-    np.testing.assert_allclose(out.astype(np.float32), expected, atol=5e-3, rtol=1e-2)
+    for kernel in (False, True) if CPU_KERNEL else (False,):
+        out = ort_run(model, {"q": q, "k": k, "v": v}, kernel=kernel)
+        assert out.dtype == np.float16
+        np.testing.assert_allclose(out.astype(np.float32), expected, atol=5e-3, rtol=1e-2, err_msg=f"{kernel=}")
 
 
 def test_function_signature_is_the_plugin_contract():

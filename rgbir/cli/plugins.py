@@ -1,4 +1,5 @@
-"""``rgbir plugins``: compile the TensorRT plugin library, or show where it is and what it registers."""
+"""``rgbir plugins``: compile the TensorRT plugin library, or show where it is and what it registers; compile the
+CPU library ONNX Runtime runs the top-k attention with (done on first use otherwise)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .common import console
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="compile or inspect the TensorRT plugin library",
+    p = sub.add_parser("plugins", help="compile or inspect the TensorRT plugin library and the CPU kernel",
                        description=__doc__.replace("``", ""))
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -21,6 +22,10 @@ def add_parser(sub) -> None:
     b.add_argument("-o", "--output-dir", type=Path, help="where to put the library (default: ~/.cache/rgbir/plugins)")
     b.add_argument("--jobs", type=int, default=2)
     b.set_defaults(run=run_compile)
+    c = actions.add_parser("compile-cpu", help="compile the CPU attention kernel for ONNX Runtime (host C++ "
+                                               "compiler; otherwise done on first use)")
+    c.add_argument("--force", action="store_true", help="compile again even where a cached library exists")
+    c.set_defaults(run=run_compile_cpu)
     i = actions.add_parser("info", help="find the library and list the plugins it registers with TensorRT")
     i.add_argument("--library", help="library path (default: the search path)")
     i.add_argument("--tensorrt", choices=("auto", "standard", "rtx"), default="auto",
@@ -37,6 +42,15 @@ def run_compile(args: argparse.Namespace) -> int:
     path = compile_library(options)
     console.print(f"compiled {path}\nload it with rgbir.plugins.load(), trtexec --dynamicPlugins={path}, or "
           f"RGBIR_PLUGIN_LIBRARY={path}")
+    return 0
+
+
+def run_compile_cpu(args: argparse.Namespace) -> int:
+    from ..plugins.cpu import compile_cpu_library, compile_flags, find_compiler
+
+    path = compile_cpu_library(force=args.force)
+    console.print(f"compiled {path}\n({find_compiler()} {' '.join(compile_flags())}); ONNX Runtime runs the top-k "
+                  "attention with it (rgbir run --attention kernel|function|auto)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""rgbir's TensorRT plugin library: compile it (``rgbir plugins compile``) and load it into TensorRT's registry.
+"""rgbir's native code: the TensorRT plugin library (compile it with ``rgbir plugins compile`` and load it into
+TensorRT's registry) and the CPU library ONNX Runtime runs the attention with (``cpu.py``, compiled on first use).
 
 The C++/CUDA sources live under ``csrc/``, one folder per op, each with a README stating the op's semantics.
 """

@@ -14,7 +14,8 @@ from ..options import CommandLineOptions, image_size, option
 from ..paths import PathPlan
 from ..preflight import free_port, readable_file, writable_directory, writable_file
 from .backends import BACKENDS
-from .backends.torch_backend import ATTENTIONS
+from .backends.ort_attention import ATTENTIONS as ORT_ATTENTIONS
+from .backends.torch_backend import ATTENTIONS as TORCH_ATTENTIONS
 from .outputs.brokers import MQTT_PORT, MQTT_TLS_PORT, REDIS_PORT
 from .outputs.metrics import MetricsConfig
 from .outputs.tracking import TrackingConfig
@@ -95,6 +96,9 @@ class SinkConfig(CommandLineOptions):
 BACKEND_OPTIONS = ("backend", "providers", "device", "cuda_graph", "half", "attention")
 
 
+ATTENTIONS = tuple(dict.fromkeys(ORT_ATTENTIONS + TORCH_ATTENTIONS))  # each backend checks its own
+
+
 @dataclass
 class PipelineConfig(CommandLineOptions):
     model: str = option(help="exported .onnx (ONNX Runtime), .engine (TensorRT), weights/config (PyTorch) or a "
@@ -109,8 +113,11 @@ class PipelineConfig(CommandLineOptions):
                                           "a GPU: capture the whole forward once per input shape and replay it")
     half: bool = option(False, help="PyTorch on a GPU: fp16 weights and inputs (channels-last convolutions)")
     attention: str | None = option(None, choices=ATTENTIONS, shown="auto",
-                                   help="PyTorch: top-k attention implementation; auto: the fused kernel on CUDA "
-                                        "when the plugin library is found, else the reference")
+                                   help="top-k attention implementation. ONNX Runtime: kernel (rgbir's CPU kernel, "
+                                        "compiled on first use) or function (the op's ONNX body); auto: the kernel "
+                                        "on the CPU provider where a C++ compiler is found. PyTorch: kernel (CUDA), "
+                                        "reference or upstream; auto: the kernel on CUDA when the plugin library is "
+                                        "found, else the reference")
     contexts: int = 1  # TensorRT: execution contexts (one per concurrent caller)
     gpu_preprocess: bool = option(False, help="TensorRT, or PyTorch on a GPU: upload 8-bit frames and letterbox "
                                               "them on the GPU (needs the plugin library)")

@@ -51,7 +51,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     """A backend for ``model``, with the options that concern it; an option given for another backend is an
     error rather than silently ignored.
 
-    onnxruntime: providers, threads · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
+    onnxruntime: providers, threads, attention · tensorrt: device (GPU index), cuda_graph, contexts, plugin_library,
     gpu_preprocess · pytorch: imgsz (metadata for preprocessing), device ('cpu', 'cuda', 'cuda:1'), cuda_graph,
     half, attention, channels_last, compile, gpu_preprocess.
     """
@@ -68,7 +68,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
     if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, providers=providers, threads=threads)
+        return OnnxRuntimeBackend(model, providers=providers, threads=threads, attention=attention or "auto")
     if kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 
@@ -89,8 +89,9 @@ def open_backend(model: str | Path, backend: str = "auto", *, providers: list[st
 
 OWNERS = {"--providers": ("onnxruntime",), "threads": ("onnxruntime",), "--device": ("tensorrt", "pytorch"),
           "--imgsz": ("pytorch",), "--cuda-graph": ("tensorrt", "pytorch"), "--gpu-preprocess": ("tensorrt", "pytorch"),
-          "contexts": ("tensorrt",), "--plugin": ("tensorrt",), "--half": ("pytorch",), "--attention": ("pytorch",),
-          "--channels-last": ("pytorch",), "--compile": ("pytorch",)}  # backend options and who takes them
+          "contexts": ("tensorrt",), "--plugin": ("tensorrt",), "--half": ("pytorch",),
+          "--attention": ("onnxruntime", "pytorch"), "--channels-last": ("pytorch",),
+          "--compile": ("pytorch",)}  # backend options and who takes them
 SHOWN = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT", "pytorch": "PyTorch"}
 INSTEAD = {  # what the other backends do instead, where the owners alone do not say it
     "--device": "ONNX Runtime picks its device through --providers (cuda, tensorrt, cpu), a Triton server places "

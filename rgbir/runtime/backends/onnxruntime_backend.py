@@ -1,7 +1,8 @@
 """ONNX Runtime backend: CPU, CUDA or TensorRT execution providers by availability and preference.
 
 On a GPU provider the inputs and outputs go through IO binding (outputs allocated on the device and copied
-back once), instead of ``session.run``'s per-call host staging.
+back once), instead of ``session.run``'s per-call host staging. On the CPU, the top-k attention runs rgbir's CPU
+kernel where it can be had (``ort_attention``), else the op's ONNX function body.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from ...errors import RgbirError
 from ...files import cache_dir
 from ...metadata import METADATA_KEY, ModelMetadata, onnx_file
+from . import ort_attention
 from .base import Backend, TensorSpec
 
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -45,7 +47,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, attention: str = "auto"):
         import onnxruntime as ort
 
         onnx_file(path)
@@ -54,17 +56,44 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = threads
         chosen = choose_providers(providers, ort.get_available_providers())
         provider_options = [self._provider_options(p) for p in chosen]
+        model, self.attention, note = self._attention_model(Path(path), attention,
+                                                            chosen[0] == "CPUExecutionProvider", threads, options)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen,
+            self.session = ort.InferenceSession(model, options, providers=chosen,
                                                 provider_options=provider_options)
         except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
             raise RgbirError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         super().__init__(ModelMetadata.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None,
                          [_spec(i) for i in self.session.get_inputs()], [_spec(o) for o in self.session.get_outputs()])
+        self.warnings += [note] if note else []
         self.providers = self.session.get_providers()
         self.device = DEVICE.get(self.providers[0], "cpu")
         self.io_binding = self.device != "cpu" if io_binding is None else io_binding
+
+    @staticmethod
+    def _attention_model(path: Path, attention: str, on_cpu: bool, threads: int | None,
+                         options) -> tuple[str | bytes, str | None, str | None]:
+        """(what ONNX Runtime loads, how the top-k attention runs, a note for the user). The model is the file
+        itself, or, where the attention runs rgbir's CPU kernel, an in-memory copy with its attention nodes turned
+        into the kernel's op. The attention is "kernel", "function" (the op's ONNX body) or None (the model has
+        none); auto takes the kernel on the CPU provider where it can be had, and says why where it cannot."""
+        if attention not in ort_attention.ATTENTIONS:
+            raise RgbirError(f"--attention '{attention}' is not one of {', '.join(ort_attention.ATTENTIONS)} for "
+                             "ONNX Runtime")
+        if not ort_attention.has_attention(path):
+            return str(path), None, None
+        if attention == "function" or (attention == "auto" and not on_cpu):
+            return str(path), "function", None  # asked for, or a GPU provider: the body runs on the GPU
+        try:
+            options.register_custom_ops_library(ort_attention.custom_ops_library())
+            return ort_attention.kernel_model(path, threads), "kernel", None
+        except RgbirError as e:
+            if attention == "kernel":
+                raise
+            return str(path), "function", (f"the top-k attention runs its ONNX function body, several times slower "
+                                           f"than rgbir's CPU kernel: {str(e).splitlines()[0]} (details: rgbir "
+                                           "plugins compile-cpu)")
 
     @staticmethod
     def _provider_options(provider: str) -> dict:

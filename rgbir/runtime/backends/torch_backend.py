@@ -50,7 +50,7 @@ class TorchOptions:
     def validate(self, device) -> None:
         """One line for an option this device cannot honour."""
         if self.attention not in ATTENTIONS:
-            raise RgbirError(f"--attention '{self.attention}' is not one of {', '.join(ATTENTIONS)}")
+            raise RgbirError(f"--attention '{self.attention}' is not one of {', '.join(ATTENTIONS)} for PyTorch")
         if device.type == "cuda":
             return
         asked = [flag for flag, on in (("--half", self.half), ("--cuda-graph", self.cuda_graph),

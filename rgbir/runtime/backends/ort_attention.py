@@ -1,0 +1,106 @@
+"""ONNX Runtime runs ``rgbir::TopKSparseAttention`` with rgbir's CPU kernel instead of the op's function body (the
+body sorts and masks every row with generic ops: about 8x slower per call, most of an MSC model's time).
+
+How: onnxruntime-extensions lets Python ops into a session. The in-memory copy of the model has each attention node
+turned into that domain's op (float16 nodes between Casts: the kernel computes in float32, as the op does), and the
+Python op hands the arrays to the kernel, whose ctypes call releases the GIL. The file on disk is not changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ...errors import RgbirError
+from ...ops import TOPK_SPARSE_ATTENTION as OP
+
+log = logging.getLogger(__name__)
+ATTENTIONS = ("auto", "kernel", "function")
+DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python ops
+OP_TYPE = "RgbirTopKSparseAttention"
+
+
+def attention_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if OP.matches(n)]
+
+
+def has_attention(path: Path) -> bool:
+    """Whether the model file has top-k attention nodes (read without its weights; False for a file ONNX cannot
+    parse, which ONNX Runtime then names)."""
+    try:
+        return bool(attention_nodes(onnx.load(str(path), load_external_data=False)))
+    except Exception:  # protobuf's DecodeError and friends
+        return False
+
+
+def kernel_model(path: Path, threads: int | None) -> bytes:
+    """The model at ``path`` with its attention on the CPU kernel, serialised for ONNX Runtime."""
+    from ...plugins.cpu import default_threads
+
+    return with_kernel(onnx.load(str(path)), threads or default_threads()).SerializeToString()
+
+
+@functools.lru_cache(maxsize=1)
+def custom_ops_library() -> str:
+    """onnxruntime-extensions' library with rgbir's Python op registered in it."""
+    try:
+        from onnxruntime_extensions import PyOp, get_library_path, onnx_op
+    except ImportError as e:
+        raise RgbirError("onnxruntime-extensions is not installed (pip install onnxruntime-extensions): it lets "
+                         "rgbir's CPU attention kernel into ONNX Runtime") from e
+    from ...plugins.cpu import cpu_library, topk_sparse_attention
+
+    cpu_library()  # compiled now, so that a missing compiler is reported here rather than inside a run
+
+    @onnx_op(op_type=OP_TYPE, inputs=[PyOp.dt_float] * 3, outputs=[PyOp.dt_float],
+             attrs={"scale": PyOp.dt_float, "k_divisors": PyOp.dt_string, "weights": PyOp.dt_string,
+                    "threads": PyOp.dt_int64})
+    def _attention(q, k, v, scale, k_divisors, weights, threads):
+        return topk_sparse_attention(q, k, v, scale, [int(x) for x in k_divisors.split()],
+                                     [float(x) for x in weights.split()], threads)
+
+    return get_library_path()
+
+
+def _kernel_nodes(node: onnx.NodeProto, elem_type: int, threads: int) -> list[onnx.NodeProto]:
+    """The attention node as the Python op (between Casts for float16)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    # repr of a float32 value as a Python float is exact, so the weights reach the kernel bit for bit
+    call = {"scale": float(attrs["scale"]), "k_divisors": " ".join(str(int(x)) for x in attrs["k_divisors"]),
+            "weights": " ".join(repr(float(np.float32(x))) for x in attrs["weights"]), "threads": threads}
+    name = node.name or node.output[0]
+    if elem_type == TensorProto.FLOAT:
+        return [helper.make_node(OP_TYPE, list(node.input), list(node.output), name=name, domain=DOMAIN, **call)]
+    casts = [helper.make_node("Cast", [x], [f"{name}/{x}_float"], name=f"{name}/cast_{i}", to=TensorProto.FLOAT)
+             for i, x in enumerate(node.input)]
+    out = f"{name}/out_float"
+    return [*casts, helper.make_node(OP_TYPE, [c.output[0] for c in casts], [out], name=name, domain=DOMAIN, **call),
+            helper.make_node("Cast", [out], list(node.output), name=f"{name}/cast_out", to=elem_type)]
+
+
+def with_kernel(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
+    """A copy of ``model`` whose attention nodes run the CPU kernel with ``threads`` threads."""
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.value_info,
+                                                             *model.graph.output)}
+    if any(n.input[0] not in types for n in attention_nodes(model)):
+        model = onnx.shape_inference.infer_shapes(model)
+        types.update({v.name: v.type.tensor_type.elem_type for v in model.graph.value_info})
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    nodes = []
+    for node in copy.graph.node:
+        nodes += _kernel_nodes(node, types.get(node.input[0], TensorProto.FLOAT), threads) if OP.matches(node) \
+            else [node]
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    kept = [f for f in copy.functions if (f.domain, f.name) != (OP.domain, OP.name)]
+    del copy.functions[:]
+    copy.functions.extend(kept)
+    if not any(o.domain == DOMAIN for o in copy.opset_import):
+        copy.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    return copy
