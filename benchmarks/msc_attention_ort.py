@@ -6,9 +6,10 @@
    - two TopKs: the new body with the thresholds from two unsorted TopKs (not shipped: one TopK per body is a test);
    - upstream: YOLOMM's formulation as torch exports it (topk + scatter + a masked softmax and a matmul per branch);
    - dense: plain attention written in ONNX (MatMul, Softmax, MatMul), the floor of any attention;
+   - cpu kernel: rgbir's CPU kernel in ONNX Runtime (``rgbir.runtime.backends.ort_attention``), what rgbir runs;
 2. whole models at 640: yolo11n (RGB only), yolo11n-mm-mid (two backbones, Concat fusion) and the shipped MSC
-   demo (yolo11n-mm-mid-msc-res) with the new and the old body;
-3. ONNX Runtime's profile of the demo by op type, old body and new.
+   demo (yolo11n-mm-mid-msc-res) with the new and the old body and with the CPU kernel;
+3. ONNX Runtime's profile of the demo by op type: old body, new body, CPU kernel.
 
 ONNX Runtime CPU with 1 and 2 threads, batch 1. The variants of a row take turns (interleaved repetitions, medians),
 except rows whose sessions would not fit in memory together (N1 > 1600: each variant alone, in turn, without ONNX
@@ -43,6 +44,7 @@ from rgbir.cli.demo import DEMO_WEIGHTS
 from rgbir.export import ExportOptions, export_onnx, topk_function
 from rgbir.models import build_model, load
 from rgbir.models.sparse_attention import topk_sparse_attention_reference
+from rgbir.runtime.backends import ort_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from topk_attention import SHAPES  # noqa: E402  (the YOLO11n/s MSC shapes of the GPU benchmark)
@@ -50,7 +52,8 @@ from topk_attention import SHAPES  # noqa: E402  (the YOLO11n/s MSC shapes of th
 from test_topk_op import single_node_model  # noqa: E402  (the one-node model the op tests run)
 
 DIVISORS, WEIGHTS = (2, 3), (0.35, 0.36)  # MSC's k1, k2; about the demo's learned α, β
-CALLS = ("old body", "new body", "two TopKs", "upstream", "dense")
+CALLS = ("old body", "new body", "two TopKs", "upstream", "dense", "cpu kernel")
+KERNEL = "cpu kernel"  # a variant whose name ends so runs the function's model on rgbir's CPU kernel
 SHARED_SESSIONS_UP_TO = 1600  # N1 up to which a row's sessions are kept alive together and take turns
 
 
@@ -160,15 +163,19 @@ def upstream_model(feeds: dict[str, np.ndarray], scale: float) -> onnx.ModelProt
 
 
 def session(model: onnx.ModelProto | Path, threads: int, profile: Path | None = None,
-            arena: bool = True) -> ort.InferenceSession:
+            arena: bool = True, kernel: bool = False) -> ort.InferenceSession:
     """A CPU session; with ``profile`` (a file prefix), ONNX Runtime's profiler on; without ``arena``, memory is
-    allocated per run and given back after it (ONNX Runtime's arena keeps its peak, and grows it run by run)."""
+    allocated per run and given back after it (ONNX Runtime's arena keeps its peak, and grows it run by run); with
+    ``kernel``, the attention on rgbir's CPU kernel."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.enable_cpu_mem_arena = arena
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile)
+    if kernel:
+        options.register_custom_ops_library(ort_attention.custom_ops_library())
+        model = ort_attention.with_kernel(onnx.load(str(model)) if isinstance(model, Path) else model, threads)
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -192,10 +199,12 @@ def time_calls(models: dict[str, onnx.ModelProto], feeds: dict, threads: int, re
     about 14 GB, of the new one 10 GB, of upstream 8 GB (the timings then include allocating it)."""
     every = {name: feeds for name in models}
     if feeds["k"].shape[2] <= SHARED_SESSIONS_UP_TO:
-        return take_turns({name: session(m, threads) for name, m in models.items()}, every, repeats)
+        return take_turns({name: session(m, threads, kernel=name.endswith(KERNEL)) for name, m in models.items()},
+                          every, repeats)
     ms, outputs = {}, {}
     for name, model in models.items():
-        one_ms, one_out = take_turns({name: session(model, threads, arena=False)}, every, max(repeats // 5, 1))
+        one_ms, one_out = take_turns({name: session(model, threads, arena=False, kernel=name.endswith(KERNEL))},
+                                     every, max(repeats // 5, 1))
         ms.update(one_ms)
         outputs.update(one_out)
     return ms, outputs
@@ -207,14 +216,15 @@ def call_models(n: int, d: int) -> tuple[dict[str, onnx.ModelProto], dict[str, n
     scale = d ** -0.5
     new = single_node_model(*(feeds[name].shape for name in "qkv"), scale, list(DIVISORS), list(WEIGHTS))
     return {"old body": with_old_body(new), "new body": new, "two TopKs": with_two_topk_thresholds(new),
-            "upstream": upstream_model(feeds, scale), "dense": dense_model(feeds["q"].shape, scale)}, feeds
+            "upstream": upstream_model(feeds, scale), "dense": dense_model(feeds["q"].shape, scale), KERNEL: new}, feeds
 
 
 def per_call(sizes: list[int], threads: list[int], repeats: int) -> None:
     print("\nper attention call (B = 1, 8 heads, N = N1, k = N1/2 and N1/3), median ms, and ratios; max |Δ| from the "
-          "numpy reference (float64) where N1 <= 1600, of old, new, two TopKs, upstream:")
-    print(f"{'shape':<16} {'N1':>5} {'d':>3} {'thr':>3} " + " ".join(f"{c:>9}" for c in CALLS)
-          + f" {'new/dense':>9} {'2TK/dense':>9} {'old/new':>7} {'upst/new':>8}  max |Δ|")
+          "numpy reference (float64) where N1 <= 1600, of old, new, two TopKs, upstream, cpu kernel:")
+    print(f"{'shape':<16} {'N1':>5} {'d':>3} {'thr':>3} " + " ".join(f"{c:>10}" for c in CALLS)
+          + f" {'new/dense':>9} {'2TK/dense':>9} {'krn/dense':>9} {'new/krn':>7} {'old/new':>7} {'upst/new':>8}"
+          "  max |Δ|")
     for name, n, d in SHAPES:
         if int(name.split()[-1]) not in sizes:
             continue
@@ -224,9 +234,10 @@ def per_call(sizes: list[int], threads: list[int], repeats: int) -> None:
             error = ""
             if n <= SHARED_SESSIONS_UP_TO and t == threads[0]:
                 expected = topk_function.reference(*(feeds[c] for c in "qkv"), d ** -0.5, DIVISORS, WEIGHTS)
-                error = " ".join(f"{np.abs(outputs[c] - expected).max():.0e}" for c in CALLS[:4])
-            print(f"{name:<16} {n:>5} {d:>3} {t:>3} " + " ".join(f"{ms[c]:9.1f}" for c in CALLS)
+                error = " ".join(f"{np.abs(outputs[c] - expected).max():.0e}" for c in CALLS if c != "dense")
+            print(f"{name:<16} {n:>5} {d:>3} {t:>3} " + " ".join(f"{ms[c]:10.1f}" for c in CALLS)
                   + f" {ms['new body'] / ms['dense']:8.1f}x {ms['two TopKs'] / ms['dense']:8.1f}x"
+                  f" {ms[KERNEL] / ms['dense']:8.2f}x {ms['new body'] / ms[KERNEL]:6.1f}x"
                   f" {ms['old body'] / ms['new body']:6.2f}x {ms['upstream'] / ms['new body']:7.2f}x  {error}",
                   flush=True)
 
@@ -243,6 +254,7 @@ def export_models(root: Path) -> dict[str, Path]:
     old = root / "MSC demo old.onnx"
     onnx.save(with_old_body(onnx.load(str(paths["MSC demo, new body"]))), str(old))
     paths["MSC demo, old body"] = old
+    paths[f"MSC demo, {KERNEL}"] = paths["MSC demo, new body"]
     return paths
 
 
@@ -254,18 +266,19 @@ def model_feeds(s: ort.InferenceSession) -> dict[str, np.ndarray]:
 
 def whole_models(paths: dict[str, Path], threads: list[int], repeats: int) -> None:
     print("\nwhole models at 640x640, batch 1, median ms (taking turns):")
-    print(f"{'model':<22} {'thr':>3} {'ms':>8} {'vs yolo11n':>10} {'vs mm-mid':>9}")
+    print(f"{'model':<23} {'thr':>3} {'ms':>8} {'vs yolo11n':>10} {'vs mm-mid':>9}")
     for t in threads:
-        sessions = {name: session(p, t) for name, p in paths.items()}
+        sessions = {name: session(p, t, kernel=name.endswith(KERNEL)) for name, p in paths.items()}
         ms, _ = take_turns(sessions, {name: model_feeds(s) for name, s in sessions.items()}, repeats)
         for name, value in ms.items():
-            print(f"{name:<22} {t:>3} {value:8.1f} {value / ms['yolo11n']:9.2f}x "
+            print(f"{name:<23} {t:>3} {value:8.1f} {value / ms['yolo11n']:9.2f}x "
                   f"{value / ms['yolo11n-mm-mid']:8.2f}x", flush=True)
 
 
-def op_shares(model: onnx.ModelProto | Path, prefix: Path, runs: int, feeds: dict | None = None, top: int = 8) -> str:
+def op_shares(model: onnx.ModelProto | Path, prefix: Path, runs: int, feeds: dict | None = None, top: int = 8,
+              kernel: bool = False) -> str:
     """Kernel time per run and the op types' shares of it (ONNX Runtime's profiler, 2 threads, warm-up left out)."""
-    s = session(model, 2, profile=prefix)
+    s = session(model, 2, profile=prefix, kernel=kernel)
     feeds = feeds or model_feeds(s)
     for _ in range(runs + 1):
         s.run(None, feeds)
@@ -284,10 +297,12 @@ def profile(paths: dict[str, Path], root: Path, runs: int) -> None:
     print(f"\nONNX Runtime profile, 2 threads, {runs} runs after a warm-up: share of kernel time by op type")
     name, n, d = SHAPES[0]
     models, feeds = call_models(n, d)
-    for body in ("old body", "new body"):
-        print(f"{name} call, {body}: {op_shares(models[body], root / body.replace(' ', '-'), runs, feeds)}")
-    for name in ("MSC demo, old body", "MSC demo, new body"):
-        print(f"{name}: {op_shares(paths[name], paths[name].with_suffix(''), runs)}")
+    for body in ("old body", "new body", KERNEL):
+        print(f"{name} call, {body}: "
+              f"{op_shares(models[body], root / body.replace(' ', '-'), runs, feeds, kernel=body == KERNEL)}")
+    for name in ("MSC demo, old body", "MSC demo, new body", f"MSC demo, {KERNEL}"):
+        prefix = root / name.replace(" ", "-").replace(",", "")
+        print(f"{name}: {op_shares(paths[name], prefix, runs, kernel=name.endswith(KERNEL))}")
 
 
 def main() -> None:

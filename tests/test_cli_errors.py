@@ -194,8 +194,9 @@ def rgb_only_onnx(tmp_path_factory):
     (["--fps", "10"], ["--fps is the pace of --realtime"]),
     (["--realtime"], ["does not say its frame rate", "give --fps"]),
     (["--max-frames", "0"], ["--max-frames 0 must be >= 1"]),
-    (["--half", "--attention", "kernel"], ["--half (PyTorch only)", "--attention (PyTorch only)"]),
-    (["--attention", "fast"], ["--attention 'fast' is not one of auto, kernel, reference, upstream"]),
+    (["--half", "--cuda-graph"], ["--cuda-graph (TensorRT and PyTorch only), --half (PyTorch only)"]),
+    (["--attention", "reference"], ["--attention 'reference' is not one of auto, kernel, function for ONNX Runtime"]),
+    (["--attention", "fast"], ["--attention 'fast' is not one of auto, kernel, function, reference, upstream"]),
 ])
 def test_run_flags_that_would_be_ignored_are_refused_before_any_output(run_args, tmp_path, flags, fragments):
     out = tmp_path / "out.jsonl"
