@@ -30,8 +30,7 @@ class Rig:
         self.clock = FakeClock()
         changed = threading.Condition()
         self.slots = {"rgb": LatestSlot(changed, self.clock), "ir": LatestSlot(changed, self.clock)}
-        self.pairer = LivePairer(0, self.slots["rgb"], self.slots["ir"], changed, PairingConfig(**pairing),
-                                 self.clock)
+        self.pairer = LivePairer(0, self.slots["rgb"], self.slots["ir"], PairingConfig(**pairing))
         self.seq = {"rgb": 0, "ir": 0}
 
     def send(self, name: str):
@@ -86,3 +85,11 @@ def test_a_stand_in_frame_expires_after_reuse_ms():
         outcomes.append(rig.send("rgb") is not None)
     assert outcomes[0] is True and outcomes[2:] == [False] * 4  # reused while 150 ms old, dropped from 450 ms
     assert rig.pairer.stall_drops > 0
+
+
+def test_a_live_pair_takes_its_clock_from_its_slots_and_refuses_two():
+    changed = threading.Condition()
+    with pytest.raises(ValueError, match="share one condition variable and one clock"):
+        LivePairer(0, LatestSlot(changed, FakeClock()), LatestSlot(changed, FakeClock()), PairingConfig())
+    with pytest.raises(ValueError, match="share one condition variable and one clock"):
+        LivePairer(0, LatestSlot(changed), LatestSlot(threading.Condition()), PairingConfig())

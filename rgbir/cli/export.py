@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     with quiet_torch_export():
         result = export_onnx(model, output, options)
-    for stage, seconds in result.seconds.items():
-        console.print(f"  {stage:<12} {seconds:6.2f} s")
-    console.print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB), {result.metadata.precision}, "
+    # each stage's time was logged as it finished; the total closes the run
+    console.print(f"wrote {result.path} in {sum(result.seconds.values()):.1f} s ({result.size_bytes / 1e6:.1f} MB), "
+                  f"{result.metadata.precision}, "
                   f"attention op: {result.metadata.attention_op}")
     for kind, values in (("input ", result.inputs), ("output", result.outputs)):
         for name, dtype, shape in values:

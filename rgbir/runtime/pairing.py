@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..options import CommandLineOptions, option
@@ -55,13 +54,14 @@ def pair_lockstep(stream: int, rgb: FrameQueue, ir: FrameQueue | None, stop: thr
 
 
 class LivePairer:
-    """Pairs the newest frames of two ``LatestSlot``s sharing one condition variable; ``clock`` (the slots'
-    too) decides when a silent camera counts as stalled."""
+    """Pairs the newest frames of two ``LatestSlot``s, which share one condition variable and one clock (the
+    slots' clock decides when a silent camera counts as stalled; taken from them, so it cannot differ)."""
 
-    def __init__(self, stream: int, rgb: LatestSlot, ir: LatestSlot, changed: threading.Condition,
-                 config: PairingConfig, clock: Callable[[], float] = time.monotonic):
-        self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, changed
-        self.config, self.clock = config, clock
+    def __init__(self, stream: int, rgb: LatestSlot, ir: LatestSlot, config: PairingConfig):
+        if rgb.changed is not ir.changed or rgb.clock is not ir.clock:
+            raise ValueError("the RGB and IR slots of a live pair must share one condition variable and one clock")
+        self.stream, self.rgb, self.ir, self.changed = stream, rgb, ir, rgb.changed
+        self.config, self.clock = config, rgb.clock
         self.skew_rejects = 0
         self.stall_drops = 0
         self.stalls = {"rgb": 0, "ir": 0}  # times each camera was reported stalled

@@ -312,7 +312,7 @@ class Pipeline:
                                               period=ir_period))
             stream = _Stream(i, rgb, ir, captures)
             if self.live and ir is not None:
-                stream.live_pairer = LivePairer(i, outboxes[0], outboxes[1], changed, self.config.pairing)
+                stream.live_pairer = LivePairer(i, outboxes[0], outboxes[1], self.config.pairing)
                 pairs = stream.live_pairer.pairs(self.stop_event)
             elif self.live:
                 pairs = self._single_live(i, outboxes[0])
