@@ -179,9 +179,31 @@ def check_toolchain() -> list[Check]:
     return checks
 
 
+def check_cpu_kernel() -> Check:
+    """The CPU attention kernel ONNX Runtime runs: compiled already, compilable here, or why not (without it the
+    attention runs its ONNX function body, several times slower)."""
+    from .errors import RgbirError
+    from .plugins.cpu import find_compiler, library_path
+
+    name = "CPU attention kernel"
+    if _module_version("onnxruntime_extensions") is None:
+        return Check(name, MISSING, "onnxruntime-extensions not importable",
+                     "pip install onnxruntime-extensions (ONNX Runtime then runs the attention's function body)")
+    try:
+        compiler = find_compiler()
+    except RgbirError as e:
+        return Check(name, MISSING, str(e).split(":")[0], "apt install g++ (or set CXX); without it ONNX "
+                                                          "Runtime runs the attention's function body, several "
+                                                          "times slower")
+    path = library_path(compiler)
+    if path.is_file():
+        return Check(name, OK, f"{path}")
+    return Check(name, OK, f"compiled on first use with {compiler} (or now: rgbir plugins compile-cpu)")
+
+
 CHECKS: tuple[Callable[[], Check | list[Check]], ...] = (
-    check_core, check_onnxruntime, check_opencv, check_torch, check_cuda, check_tensorrt, check_toolchain,
-    check_serving)
+    check_core, check_onnxruntime, check_cpu_kernel, check_opencv, check_torch, check_cuda, check_tensorrt,
+    check_toolchain, check_serving)
 
 
 def run_checks() -> list[Check]:

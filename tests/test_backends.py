@@ -4,6 +4,7 @@ binding, engine sidecars and the refusal logic, the TensorRT backend (on a GPU w
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -234,12 +235,26 @@ def test_doctor_reports_every_component(capsys):
     from rgbir.doctor import run_checks
 
     checks = {c.name: c for c in run_checks()}
-    assert {"rgbir", "numpy", "onnx", "onnxruntime", "opencv", "torch", "TensorRT", "nvcc"} <= set(checks)
+    assert {"rgbir", "numpy", "onnx", "onnxruntime", "CPU attention kernel", "opencv", "torch", "TensorRT",
+            "nvcc"} <= set(checks)
     assert checks["onnxruntime"].status == "ok" and "CPUExecutionProvider" in checks["onnxruntime"].detail
     assert all(c.status in ("ok", "warn", "missing") for c in checks.values())
     assert all(c.hint for c in checks.values() if c.status == "missing")  # every problem comes with a fix
     assert main(["doctor", "--json"]) == 0
     assert {c["name"] for c in json.loads(capsys.readouterr().out)} == set(checks)
+
+
+def test_doctor_says_whether_the_cpu_attention_kernel_can_be_had(tmp_path, monkeypatch):
+    from rgbir.doctor import check_cpu_kernel
+    from rgbir.plugins.cpu import COMPILERS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if any(shutil.which(c) for c in COMPILERS):  # a fresh cache: not compiled yet
+        assert check_cpu_kernel().detail.startswith("compiled on first use with ")
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    check = check_cpu_kernel()
+    assert check.status == "missing" and check.detail == "CXX=no-such-compiler is not a program on this machine"
+    assert "apt install g++" in check.hint
 
 
 def test_doctor_reports_the_headers_the_plugin_compiler_will_use(tmp_path, monkeypatch):
