@@ -174,7 +174,7 @@ def session(model: onnx.ModelProto | Path, threads: int, profile: Path | None = 
         options.enable_profiling = True
         options.profile_file_prefix = str(profile)
     if kernel:
-        options.register_custom_ops_library(ort_attention.custom_ops_library())
+        ort_attention.use_kernel(options)
         model = ort_attention.with_kernel(onnx.load(str(model)) if isinstance(model, Path) else model, threads)
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -51,7 +51,7 @@ def ort_run(model, feeds, kernel=False):
     """The model on ONNX Runtime's CPU provider: its function body, or rgbir's CPU kernel (2 threads)."""
     options = ort.SessionOptions()
     if kernel:
-        options.register_custom_ops_library(ort_attention.custom_ops_library())
+        ort_attention.use_kernel(options)
         model = ort_attention.with_kernel(model, threads=2)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)[0]

@@ -86,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
         if attention == "function" or (attention == "auto" and not on_cpu):
             return str(path), "function", None  # asked for, or a GPU provider: the body runs on the GPU
         try:
-            options.register_custom_ops_library(ort_attention.custom_ops_library())
+            ort_attention.use_kernel(options)
             return ort_attention.kernel_model(path, threads), "kernel", None
         except RgbirError as e:
             if attention == "kernel":

@@ -67,6 +67,14 @@ def custom_ops_library() -> str:
     return get_library_path()
 
 
+def use_kernel(options) -> None:
+    """Session options for a model whose attention runs the kernel: the Python-op library registered, and ONNX
+    Runtime's idle pool threads sleeping instead of spinning, so that they leave the kernel's threads the cores
+    (measured on 2 cores with the demo at 640: 474 ms a run with spinning, 300 ms without)."""
+    options.register_custom_ops_library(custom_ops_library())
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+
 def _kernel_nodes(node: onnx.NodeProto, elem_type: int, threads: int) -> list[onnx.NodeProto]:
     """The attention node as the Python op (between Casts for float16)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
