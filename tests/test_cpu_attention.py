@@ -4,6 +4,7 @@ long enough for its vector and histogram paths, threads, the model rewrite, the 
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,18 @@ pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in cpu.COMPILERS),
                                 reason="no C++ compiler here to build the CPU kernel")
 
 
+@pytest.fixture(scope="module", params=["native", "x86-64"])
+def build(request, tmp_path_factory):
+    """The kernel as this machine compiles it, and, on x86-64, its 4-lane SSE2 build without the AVX-512 paths (the
+    vector width NEON has): the code paths other CPUs take."""
+    if request.param == "native":
+        return None
+    if platform.machine() != "x86_64":
+        pytest.skip("the SSE2 build is an x86-64 one")
+    return cpu.load_library(cpu.compile_cpu_library(output=tmp_path_factory.mktemp("sse2") / "lib.so",
+                                                    target=request.param))
+
+
 def qkv(seed, batch, heads, n, n1, d, dv):
     rng = np.random.default_rng(seed)
     return tuple(rng.standard_normal(shape, dtype=np.float32) for shape in
@@ -34,14 +47,14 @@ def qkv(seed, batch, heads, n, n1, d, dv):
     (1, 1, 5, 300, 8, 3, [8, 1, 6, 3, 5, 2, 7, 4], [0.1, 0.2, 0.05, 0.15, 0.1, 0.2, 0.1, 0.1]),
     (1, 3, 70, 64, 64, 64, [2, 3], [0.6, 0.4]),
 ])
-def test_long_rows_agree_with_numpy_reference(batch, heads, n, n1, d, dv, divisors, weights):
+def test_long_rows_agree_with_numpy_reference(build, batch, heads, n, n1, d, dv, divisors, weights):
     q, k, v = qkv(n1, batch, heads, n, n1, d, dv)
     expected = topk_function.reference(q, k, v, 0.3, divisors, weights)
-    out = cpu.topk_sparse_attention(q, k, v, 0.3, divisors, weights, threads=2)
+    out = cpu.topk_sparse_attention(q, k, v, 0.3, divisors, weights, threads=2, library=build)
     np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4)
 
 
-def test_long_rows_with_ties_keep_every_tied_entry():
+def test_long_rows_with_ties_keep_every_tied_entry(build):
     """Small integers: exact scores in any order, and 400 keys repeating 20 values, so thresholds tie in the
     histogram path too."""
     rng = np.random.default_rng(11)
@@ -49,12 +62,12 @@ def test_long_rows_with_ties_keep_every_tied_entry():
     q = rng.integers(-3, 4, (1, 2, 30, 6)).astype(np.float32)
     v = rng.standard_normal((1, 2, 400, 5), dtype=np.float32)
     expected = topk_function.reference(q, k, v, 0.25, [2, 3], [0.6, 0.4])
-    np.testing.assert_allclose(cpu.topk_sparse_attention(q, k, v, 0.25, [2, 3], [0.6, 0.4]), expected,
-                               atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(cpu.topk_sparse_attention(q, k, v, 0.25, [2, 3], [0.6, 0.4], library=build),
+                               expected, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference computes inf - inf on the way
-def test_non_finite_scores_in_long_rows_follow_the_op_policy():
+def test_non_finite_scores_in_long_rows_follow_the_op_policy(build):
     q, k, v = qkv(12, 1, 2, 6, 300, 4, 3)
     k[0, :, 40:200, 0] = np.inf  # 160 keys whose scores are +inf or -inf by the sign of q[..., 0]
     q[0, :, :3, 0] = -np.abs(q[0, :, :3, 0]) - 0.5  # rows 0-2: 160 -inf scores, more than k2 = 100 keys below them
@@ -62,7 +75,7 @@ def test_non_finite_scores_in_long_rows_follow_the_op_policy():
     q[0, 0, 4, :] = np.nan  # head 0, row 4: NaN scores
     expected = topk_function.reference(q, k, v, 0.5, [2, 3], [0.6, 0.4])
     assert np.isnan(expected[0, :, 3]).all() and np.isfinite(expected[0, :, :3]).all()
-    out = cpu.topk_sparse_attention(q, k, v, 0.5, [2, 3], [0.6, 0.4])
+    out = cpu.topk_sparse_attention(q, k, v, 0.5, [2, 3], [0.6, 0.4], library=build)
     np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-4)
 
 

@@ -42,11 +42,12 @@ def find_compiler() -> str:
                      "(apt install g++) or set CXX")
 
 
-def compile_flags() -> list[str]:
-    """Optimised for this machine's CPU (its SIMD width decides the kernel's vectors), no -ffast-math."""
-    native = "-mcpu=native" if platform.machine().lower() in ("aarch64", "arm64") else "-march=native"
-    return ["-std=c++17", "-O3", native, "-fPIC", "-shared", "-pthread", "-fvisibility=hidden",
-            "-Wl,--no-undefined"]
+def compile_flags(target: str = "native") -> list[str]:
+    """Optimised for this machine's CPU (its SIMD width decides the kernel's vectors), or for ``target`` (an
+    -march value, e.g. x86-64: the 4-lane build the tests also run), no -ffast-math."""
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    return ["-std=c++17", "-O3", f"-mcpu={target}" if arm else f"-march={target}", "-fPIC", "-shared", "-pthread",
+            "-fvisibility=hidden", "-Wl,--no-undefined"]
 
 
 def _sources() -> list[Path]:
@@ -75,29 +76,35 @@ def library_path(compiler: str) -> Path:
     return cache_dir("plugins") / f"librgbir_cpu-{digest.hexdigest()[:16]}.so"
 
 
-def compile_cpu_library(force: bool = False) -> Path:
-    """The library for this machine, compiled on first use (a few seconds) and cached; returns its path."""
+def compile_cpu_library(force: bool = False, output: Path | None = None, target: str = "native") -> Path:
+    """The library for this machine, compiled on first use (a few seconds) and cached; returns its path. With
+    ``output``, compiled there for ``target`` instead (no cache)."""
     compiler = find_compiler()
-    target = library_path(compiler)
-    if target.is_file() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    command = [compiler, *compile_flags(), "-I", str(SOURCE_DIR), str(SOURCE), "-o", str(partial)]
+    path = output or library_path(compiler)
+    if path.is_file() and not force and output is None:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    command = [compiler, *compile_flags(target), "-I", str(SOURCE_DIR), str(SOURCE), "-o", str(partial)]
     log.info(f"compiling rgbir's CPU attention kernel with {compiler} ...")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
         raise RgbirError(f"compiling rgbir's CPU attention kernel failed ({' '.join(command[:3])} ...):\n{tail}")
-    os.replace(partial, target)  # atomic: a concurrent compile of the same sources writes the same bytes
-    return target
+    os.replace(partial, path)  # atomic: a concurrent compile of the same sources writes the same bytes
+    return path
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_library() -> ctypes.CDLL:
     """The loaded library (compiled first where needed)."""
-    lib = ctypes.CDLL(str(compile_cpu_library()))
+    return load_library(compile_cpu_library())
+
+
+def load_library(path: Path) -> ctypes.CDLL:
+    """A compiled CPU library, its entry point typed."""
+    lib = ctypes.CDLL(str(path))
     fn = lib.rgbirTopKSparseAttentionCpu
     fn.restype = ctypes.c_int32
     fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int32] * 6 + [ctypes.c_float, ctypes.POINTER(ctypes.c_int32),
@@ -111,9 +118,10 @@ def default_threads() -> int:
 
 
 def topk_sparse_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, k_divisors, weights,
-                          threads: int | None = None) -> np.ndarray:
+                          threads: int | None = None, library: ctypes.CDLL | None = None) -> np.ndarray:
     """The op (README.md of csrc/topk_sparse_attention) on (B,h,N,d), (B,h,N1,d), (B,h,N1,dv) arrays; float16
-    inputs are computed in float32 and returned as float16. ctypes releases the GIL for the call."""
+    inputs are computed in float32 and returned as float16. ctypes releases the GIL for the call. ``library``:
+    another build of the kernel (default: this machine's)."""
     dtype = q.dtype
     q, k, v = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v))
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or k.shape[:2] != q.shape[:2] or v.shape[:3] != k.shape[:3] \
@@ -127,7 +135,7 @@ def topk_sparse_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: fl
     out = np.empty((batch, heads, n, dv), dtype=np.float32)
     divisors = (ctypes.c_int32 * len(k_divisors))(*k_divisors)
     branch_weights = (ctypes.c_float * len(weights))(*weights)
-    status = cpu_library().rgbirTopKSparseAttentionCpu(
+    status = (library or cpu_library()).rgbirTopKSparseAttentionCpu(
         q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, batch, heads, n, n1, d, dv, scale, divisors,
         branch_weights, len(k_divisors), threads or default_threads())
     if status != 0:
