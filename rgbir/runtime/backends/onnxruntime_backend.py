@@ -51,18 +51,33 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         onnx_file(path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         chosen = choose_providers(providers, ort.get_available_providers())
         provider_options = [self._provider_options(p) for p in chosen]
-        model, self.attention, note = self._attention_model(Path(path), attention,
-                                                            chosen[0] == "CPUExecutionProvider", threads, options)
-        try:
-            self.session = ort.InferenceSession(model, options, providers=chosen,
-                                                provider_options=provider_options)
-        except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
-            raise RgbirError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from e
+
+        def session(model: str | bytes, kernel: bool = False):
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            if kernel:
+                ort_attention.use_kernel(options)
+            try:
+                return ort.InferenceSession(model, options, providers=chosen, provider_options=provider_options)
+            except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
+                raise RgbirError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from e
+
+        self.attention = ort_attention.implementation(Path(path), attention, chosen[0] == "CPUExecutionProvider")
+        note = None
+        if self.attention == "kernel":
+            try:
+                self.session = session(ort_attention.kernel_model(Path(path), threads), kernel=True)
+            except RgbirError as e:
+                if attention == "kernel":
+                    raise
+                self.attention = "function"
+                note = (f"the top-k attention runs its ONNX function body, several times slower than rgbir's CPU "
+                        f"kernel: {str(e).splitlines()[0]} (details: rgbir plugins compile-cpu)")
+        if self.attention != "kernel":
+            self.session = session(str(path))
         meta = self.session.get_modelmeta().custom_metadata_map
         super().__init__(ModelMetadata.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None,
                          [_spec(i) for i in self.session.get_inputs()], [_spec(o) for o in self.session.get_outputs()])
@@ -70,30 +85,6 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         self.device = DEVICE.get(self.providers[0], "cpu")
         self.io_binding = self.device != "cpu" if io_binding is None else io_binding
-
-    @staticmethod
-    def _attention_model(path: Path, attention: str, on_cpu: bool, threads: int | None,
-                         options) -> tuple[str | bytes, str | None, str | None]:
-        """(what ONNX Runtime loads, how the top-k attention runs, a note for the user). The model is the file
-        itself, or, where the attention runs rgbir's CPU kernel, an in-memory copy with its attention nodes turned
-        into the kernel's op. The attention is "kernel", "function" (the op's ONNX body) or None (the model has
-        none); auto takes the kernel on the CPU provider where it can be had, and says why where it cannot."""
-        if attention not in ort_attention.ATTENTIONS:
-            raise RgbirError(f"--attention '{attention}' is not one of {', '.join(ort_attention.ATTENTIONS)} for "
-                             "ONNX Runtime")
-        if not ort_attention.has_attention(path):
-            return str(path), None, None
-        if attention == "function" or (attention == "auto" and not on_cpu):
-            return str(path), "function", None  # asked for, or a GPU provider: the body runs on the GPU
-        try:
-            ort_attention.use_kernel(options)
-            return ort_attention.kernel_model(path, threads), "kernel", None
-        except RgbirError as e:
-            if attention == "kernel":
-                raise
-            return str(path), "function", (f"the top-k attention runs its ONNX function body, several times slower "
-                                           f"than rgbir's CPU kernel: {str(e).splitlines()[0]} (details: rgbir "
-                                           "plugins compile-cpu)")
 
     @staticmethod
     def _provider_options(provider: str) -> dict:

@@ -38,6 +38,16 @@ def has_attention(path: Path) -> bool:
         return False
 
 
+def implementation(path: Path, attention: str, on_cpu: bool) -> str | None:
+    """How the model's top-k attention is to run: "kernel", "function" (the op's ONNX body) or None (the model has
+    none). auto: the kernel on the CPU provider; on a GPU provider the body (it runs there)."""
+    if attention not in ATTENTIONS:
+        raise RgbirError(f"--attention '{attention}' is not one of {', '.join(ATTENTIONS)} for ONNX Runtime")
+    if not has_attention(path):
+        return None
+    return "kernel" if attention == "kernel" or (attention == "auto" and on_cpu) else "function"
+
+
 def kernel_model(path: Path, threads: int | None) -> bytes:
     """The model at ``path`` with its attention on the CPU kernel, serialised for ONNX Runtime."""
     from ...plugins.cpu import default_threads
@@ -71,7 +81,12 @@ def use_kernel(options) -> None:
     """Session options for a model whose attention runs the kernel: the Python-op library registered, and ONNX
     Runtime's idle pool threads sleeping instead of spinning, so that they leave the kernel's threads the cores
     (measured on 2 cores with the demo at 640: 474 ms a run with spinning, 300 ms without)."""
-    options.register_custom_ops_library(custom_ops_library())
+    library = custom_ops_library()
+    try:
+        options.register_custom_ops_library(library)
+    except Exception as e:  # ONNX Runtime's own exception types
+        raise RgbirError(f"onnxruntime-extensions' library does not load into this ONNX Runtime: "
+                         f"{str(e).splitlines()[0]}") from e
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
 
