@@ -254,11 +254,11 @@ void addWhereKept(float const* __restrict s, float* __restrict sum, int32_t n1, 
         sum[j] += s[j] >= t ? factor : 0.f;
 }
 
-//! Each branch's threshold, the k_i-th largest score of a (non-poisoned) row. About four scores a bin: a short row
+//! Each branch's threshold, the k_i-th largest score of a (non-poisoned) row. About two scores a bin: a short row
 //! pays for few bins (nth_element on a whole row is slower than this at any length).
 void thresholds(float const* s, int32_t n1, RowRange const& range, Branches const& br, Scratch& w, float* threshold)
 {
-    int32_t const count = std::min(kBins, std::max(kMinBins, n1 / 4));
+    int32_t const count = std::min(kBins, std::max(kMinBins, n1 / 2));
     LinearBins const bins = linearBins(range.minFinite, range.max, count);
     binsOf(s, n1, bins, range.minFinite, w.bin.data());
     uint32_t hist[2][kBins + 1]; // two halves, so that runs of one bin do not wait on each other
