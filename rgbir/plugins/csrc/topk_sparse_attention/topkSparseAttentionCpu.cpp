@@ -3,7 +3,7 @@
  *   scores    s = scale · q·kᵀ for the block, keys in register tiles against a transposed, zero-padded copy of k;
  *   per row   its range (max, finite minimum, NaN), then each branch's exact k_i-th largest score: a histogram of
  *             linear bins between the row's minimum and maximum (topkSelect.cuh's bins, shared with the tiled CUDA
- *             kernel), the bin holding that rank, and nth_element over that bin's scores alone;
+ *             kernel), the bin holding that rank, and a partial sort of that bin's scores alone;
  *             then e = exp(s - max), each branch's normaliser Z_i = Σ_{s >= t_i} e and the per-key coefficient
  *             e_j · Σ_i [s_j >= t_i] w_i / Z_i, in place of the scores;
  *   output    coefficients · v for the block, value columns in register tiles.
@@ -29,7 +29,6 @@ namespace rgbir::topk::cpu
 {
 namespace
 {
-constexpr int32_t kRows = 4;        // query rows per block: each key and value load serves four rows
 #if defined(__AVX512F__)
 constexpr int32_t kLanes = 16; // floats per vector (Vec): the target's SIMD width, so that a Vec is one register
 #elif defined(__AVX__)
@@ -37,16 +36,19 @@ constexpr int32_t kLanes = 8;
 #else
 constexpr int32_t kLanes = 4; // SSE, NEON
 #endif
+constexpr int32_t kRows = 4;           // query rows per block: each key and value load serves four rows
 constexpr int32_t kKeyTile = kLanes;   // keys per register tile of the score loop
 constexpr int32_t kValueTile = kLanes; // value columns per register tile of the output loop
-constexpr int32_t kBins = 255;      // most linear bins of the threshold search; slot kBins holds the -inf scores
-constexpr int32_t kMinBins = 8;
-constexpr int32_t kSortUpTo = 32;   // a bin with up to this many scores is sorted in place of nth_element
-constexpr float kExpFloor = -87.0f; // exp below this is under FLT_MIN·2: taken as 0
+constexpr int32_t kBins = 255;         // most linear bins of the threshold search; slot kBins holds -inf scores
+constexpr int32_t kMinBins = 8;        // fewest bins (rows of a few keys)
+constexpr int32_t kSortUpTo = 32;      // a bin with up to this many scores is sorted in place of nth_element
+constexpr float kExpFloor = -87.0f;    // exp below this is under FLT_MIN·2: taken as 0
 
 //! kLanes floats in one GCC/Clang vector, one SIMD register of the target (AVX-512, AVX, SSE or NEON): written
 //! out where the compiler would not pick the right loop to vectorise on its own.
 using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
+using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
+using Bins = uint8_t __attribute__((vector_size(kLanes)));
 
 inline Vec load(float const* p)
 {
@@ -54,9 +56,6 @@ inline Vec load(float const* p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-
-using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
-using Bins = uint8_t __attribute__((vector_size(kLanes)));
 
 inline void store(float* p, Vec v)
 {
@@ -106,8 +105,8 @@ struct Scratch
 };
 
 //! Runs fn(i, worker) for i in [0, count) on up to `threads` threads (the caller is worker 0), items handed out one
-//! at a time; returns how many workers ran.
-int32_t parallelFor(int64_t count, int32_t threads, std::function<void(int64_t, int32_t)> const& fn)
+//! at a time.
+void parallelFor(int64_t count, int32_t threads, std::function<void(int64_t, int32_t)> const& fn)
 {
     std::atomic<int64_t> next{0};
     auto work = [&](int32_t worker) {
@@ -121,7 +120,6 @@ int32_t parallelFor(int64_t count, int32_t threads, std::function<void(int64_t, 
     work(0);
     for (auto& t : pool)
         t.join();
-    return workers;
 }
 
 void transposeKeys(float const* k, int64_t slice, Problem& p)
