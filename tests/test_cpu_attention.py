@@ -103,14 +103,14 @@ def test_the_library_is_compiled_once_per_source_compiler_and_cpu():
 
 
 @pytest.fixture(scope="module")
-def msc_export(shipped_export):
+def msc_512x640(shipped_export):
     """The MSC config exported at 512x640 in float32 (shared with the parity and TensorRT-RTX sweeps)."""
     model, result = shipped_export("yolo11-mm-mid-msc", (512, 640), "fp32")
     return model, result.path
 
 
-def test_the_rewrite_replaces_every_attention_node_and_leaves_the_file_alone(msc_export):
-    _, path = msc_export
+def test_the_rewrite_replaces_every_attention_node_and_leaves_the_file_alone(msc_512x640):
+    _, path = msc_512x640
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     original = onnx.load(str(path))
     rewritten = onnx.load_from_string(ort_attention.kernel_model(path, threads=2))
@@ -120,10 +120,10 @@ def test_the_rewrite_replaces_every_attention_node_and_leaves_the_file_alone(msc
 
 
 @pytest.mark.slow
-def test_an_msc_model_gives_the_same_detections_with_the_kernel_and_the_function_body(msc_export):
+def test_an_msc_model_gives_the_same_detections_with_the_kernel_and_the_function_body(msc_512x640):
     from rgbir.parity import compare, random_inputs
 
-    _, path = msc_export
+    _, path = msc_512x640
     kernel = OnnxRuntimeBackend(path, providers=["cpu"], attention="auto")
     body = OnnxRuntimeBackend(path, providers=["cpu"], attention="function")
     assert (kernel.attention, body.attention) == ("kernel", "function") and not kernel.warnings
@@ -141,9 +141,9 @@ def test_an_unknown_attention_is_refused(tiny_onnx):
         OnnxRuntimeBackend(tiny_onnx, attention="upstream")
 
 
-def test_without_a_compiler_auto_falls_back_in_one_line_and_kernel_refuses(msc_export, tmp_path):
+def test_without_a_compiler_auto_falls_back_in_one_line_and_kernel_refuses(msc_512x640, tmp_path):
     """A fresh cache and CXX naming no program: auto runs the function body and says why, kernel is an error."""
-    _, path = msc_export
+    _, path = msc_512x640
     script = ("import sys\nfrom rgbir.errors import RgbirError\n"
               "from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend\n"
               f"auto = OnnxRuntimeBackend({str(path)!r})\n"
