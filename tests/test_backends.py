@@ -16,19 +16,17 @@ from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, choos
 from rgbir.trt.sidecar import EngineMetadata, check_compatible, read_sidecar, sidecar_path, write_sidecar
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Weights file + its fp32 ONNX export (yolo11n-mm-mid-msc, 96x128, BN-calibrated random weights)."""
-    pytest.importorskip("torch")
-    from lively import lively
-    from rgbir.export import ExportOptions, export_onnx
-    from rgbir.models import build_model, save
+SIZE = (128, 160)
 
-    root = tmp_path_factory.mktemp("backends")
-    model = lively(build_model("yolo11n-mm-mid-msc", names=["person", "car"]))
-    weights = save(model, root / "m.safetensors")
-    onnx_path = export_onnx(model, root / "m.onnx", ExportOptions(imgsz=(96, 128))).path
-    return weights, onnx_path
+
+@pytest.fixture(scope="module")
+def exported(msc_export):
+    """Weights file + its fp32 ONNX export (yolo11n-mm-mid-msc, 128x160, BN-calibrated random weights): conftest.py's
+    msc_export, shared with test_export.py."""
+    pytest.importorskip("torch")
+    _, weights, result = msc_export
+    assert result.metadata.imgsz == SIZE
+    return weights, result.path
 
 
 def test_backend_kind_follows_the_file():
@@ -64,11 +62,11 @@ def test_onnxruntime_and_pytorch_backends_agree_end_to_end(exported):
 
     weights, onnx_path = exported
     ort_backend = open_backend(onnx_path)
-    torch_backend = open_backend(weights, imgsz=(96, 128))
+    torch_backend = open_backend(weights, imgsz=SIZE)
     assert ort_backend.name == "onnxruntime" and torch_backend.name == "pytorch"
     assert ort_backend.input_names == torch_backend.input_names == ["rgb", "ir"]
     assert ort_backend.output_names == torch_backend.output_names == ["predictions"]
-    assert ort_backend.inputs[0].shape[1:] == (3, 96, 128) and ort_backend.inputs[0].dtype == np.float32
+    assert ort_backend.inputs[0].shape[1:] == (3, *SIZE) and ort_backend.inputs[0].dtype == np.float32
     meta = ort_backend.metadata
     report = compare(torch_backend, ort_backend, random_inputs(meta, 2, seed=3), meta)
     assert report.passed, report.outputs
@@ -86,7 +84,7 @@ def test_io_binding_gives_the_same_outputs(exported):
     bound = OnnxRuntimeBackend(onnx_path, io_binding=True)  # on CPU: bound to host memory, same code path
     assert not plain.io_binding and bound.io_binding
     rng = np.random.default_rng(0)
-    rgb, ir = rng.random((1, 3, 96, 128), np.float32), rng.random((1, 3, 96, 128), np.float32)
+    rgb, ir = rng.random((1, 3, *SIZE), np.float32), rng.random((1, 3, *SIZE), np.float32)
     np.testing.assert_array_equal(plain.infer(rgb, ir)["predictions"], bound.infer(rgb, ir)["predictions"])
 
 

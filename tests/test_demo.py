@@ -14,13 +14,6 @@ pytestmark = [pytest.mark.slow,
 SIZE = (160, 192)
 
 
-@pytest.fixture(scope="module")
-def synthetic_val(tmp_path_factory):
-    from rgbir.data.synthetic import SceneConfig, write_dataset
-
-    return write_dataset(tmp_path_factory.mktemp("val"), 0, 60, SceneConfig(size=SIZE, seed=0))
-
-
 def test_demo_writes_an_annotated_video_json_lines_and_stats(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["demo", "--frames", "24", "-o", str(tmp_path / "out")]) == 0
@@ -35,7 +28,10 @@ def test_demo_writes_an_annotated_video_json_lines_and_stats(tmp_path, monkeypat
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["pairs"] == 24
 
 
-def test_exported_onnx_keeps_the_accuracy(tmp_path, synthetic_val):
+def test_exported_onnx_keeps_the_accuracy(tmp_path, synthetic, demo_fp32):
+    """On the 60 synthetic validation scenes (conftest.py's, which test_quantize.py scores too); the fp32 export is
+    the session's (demo_fp32: the same export options, made once for this file, test_quantize.py and
+    test_tensorrt_rtx.py)."""
     from rgbir.eval.validate import validate
     from rgbir.export import ExportOptions, export_onnx
     from rgbir.models import load
@@ -45,26 +41,24 @@ def test_exported_onnx_keeps_the_accuracy(tmp_path, synthetic_val):
     from rgbir.runtime.postprocess import match_detections, postprocess
 
     model = load(DEMO_WEIGHTS)
-    reference = validate(TorchBackend(model, imgsz=SIZE), str(synthetic_val))
+    reference = validate(TorchBackend(model, imgsz=SIZE), str(synthetic))
     assert reference.ap.map50 > 0.9  # a detector that detects
     # fusion earns its keep: both cameras clearly beat either one alone (the other input blanked)
     for blank in ("rgb", "ir"):
-        alone = validate(TorchBackend(model, imgsz=SIZE), str(synthetic_val), blank=blank)
+        alone = validate(TorchBackend(model, imgsz=SIZE), str(synthetic), blank=blank)
         assert reference.ap.map50 >= alone.ap.map50 + 0.2 and reference.ap.map >= alone.ap.map + 0.2
-    results = {}
-    for precision in ("fp32", "fp16"):
-        path = export_onnx(model, tmp_path / f"{precision}.onnx",
-                           ExportOptions(imgsz=SIZE, precision=precision, io_dtype="fp32")).path
-        results[precision] = OnnxRuntimeBackend(path)
-    fp32 = validate(results["fp32"], str(synthetic_val))
-    fp16 = validate(results["fp16"], str(synthetic_val))
+    fp16 = export_onnx(model, tmp_path / "fp16.onnx", ExportOptions(imgsz=SIZE, precision="fp16", io_dtype="fp32"))
+    results = {"fp32": OnnxRuntimeBackend(demo_fp32), "fp16": OnnxRuntimeBackend(fp16.path)}
+    assert results["fp32"].metadata.precision == "fp32" and results["fp32"].metadata.imgsz == SIZE
+    fp32 = validate(results["fp32"], str(synthetic))
+    fp16 = validate(results["fp16"], str(synthetic))
     assert abs(fp32.ap.map - reference.ap.map) <= 0.001  # 0.1 mAP50-95 points
     assert abs(fp16.ap.map - reference.ap.map) <= 0.005  # 0.5 points
     # fp16 detections match fp32 ones at IoU >= 0.9 (score >= 0.25)
     from rgbir.data.dataset import load_dataset
     from rgbir.runtime.preprocess import preprocess_pair
     a, b = [], []
-    for sample in load_dataset(synthetic_val, "val").samples[:20]:
+    for sample in load_dataset(synthetic, "val").samples[:20]:
         arrays, _ = preprocess_pair(cv2.imread(str(sample.rgb)), cv2.imread(str(sample.ir), cv2.IMREAD_UNCHANGED),
                                     results["fp32"].metadata)
         a += postprocess(results["fp32"].infer(*arrays)["predictions"])

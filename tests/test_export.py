@@ -11,14 +11,13 @@ from lively import lively
 from rgbir.errors import RgbirError
 from rgbir.export import ExportOptions, export_onnx
 from rgbir.metadata import METADATA_KEY, load_onnx, onnx_metadata
-from rgbir.models import build_model, load
+from rgbir.models import build_model
 from rgbir.models.builder import CONFIG_DIR
 from rgbir.ops import TOPK_SPARSE_ATTENTION as OP
 from rgbir.parity import compare, random_inputs
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from rgbir.runtime.backends.torch_backend import TorchBackend
 from rgbir.runtime.postprocess import from_nms_outputs, match_detections, postprocess
-from upstream_layout import save_upstream_checkpoint
 
 warnings.filterwarnings("ignore", category=UserWarning)
 SIZE = (128, 160)
@@ -42,12 +41,11 @@ def torch_out(model, rgb, ir):
 
 
 @pytest.fixture(scope="module")
-def msc(tmp_path_factory):
-    """A YOLOMM-layout MSC checkpoint (BGR channel order, class names) and its fp32 export."""
-    tmp = tmp_path_factory.mktemp("msc")
-    source = lively(build_model("yolo11n-mm-mid-msc", names=["person", "car"]))
-    model = load(save_upstream_checkpoint(source, tmp / "msc.pt"))
-    result = export_onnx(model, tmp / "msc.onnx", ExportOptions(imgsz=SIZE))
+def msc(msc_export):
+    """A YOLOMM-layout MSC checkpoint (BGR channel order, class names) and its fp32 export (conftest.py's, shared
+    with test_backends.py)."""
+    model, _, result = msc_export
+    assert result.metadata.imgsz == SIZE
     return model, result
 
 
@@ -109,11 +107,11 @@ def test_ir_folding_gives_a_one_channel_input_with_the_same_outputs(msc, tmp_pat
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_in_graph_nms_gives_the_four_outputs_and_matches_numpy_nms(tmp_path):
-    model = lively(build_model("yolo11n-mm-mid", nc=4))
-    options = dict(imgsz=SIZE, batch=2, max_det=50, iou=0.5, conf=0.3)
-    raw = export_onnx(model, tmp_path / "raw.onnx", ExportOptions(**options))
-    result = export_onnx(model, tmp_path / "nms.onnx", ExportOptions(postprocess="nms", **options))
+def test_in_graph_nms_gives_the_four_outputs_and_matches_numpy_nms(nms_exports):
+    """yolo11n-mm-mid (4 classes) at 128x160, batch 2, exported without and with NMS (max_det 50, IoU 0.5, conf 0.3)
+    by conftest.py (test_tensorrt_rtx.py's refusal of NMS uses the same file)."""
+    model, raw, result = nms_exports
+    assert raw.metadata.imgsz == result.metadata.imgsz == SIZE and raw.metadata.postprocess.kind == "none"
     assert [o[0] for o in result.outputs] == ["num_dets", "boxes", "scores", "classes"]
     assert result.outputs[0][1:] == ("int32", [2, 1]) and result.outputs[1][2] == [2, 50, 4]
     assert result.outputs[3][1] == "int32" and result.metadata.postprocess.max_det == 50

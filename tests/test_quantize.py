@@ -24,29 +24,10 @@ from rgbir.trt import EngineOptions, TensorRTFeatures, plan_build
 from test_build import GPU
 from test_check import save, value
 
-SIZE = (160, 192)  # the demo model's synthetic scenes (as in test_demo.py)
 demo = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="the demo weights are not in this checkout")
 
 
-# the demo model, exported once and quantized once --------------------------------------------------------------
-@pytest.fixture(scope="session")
-def synthetic(tmp_path_factory):
-    """32 training pairs (calibration) and the 60 validation scenes test_demo.py scores."""
-    from rgbir.data.synthetic import SceneConfig, write_dataset
-
-    return write_dataset(tmp_path_factory.mktemp("synthetic"), 32, 60, SceneConfig(size=SIZE, seed=0))
-
-
-@pytest.fixture(scope="session")
-def demo_fp32(tmp_path_factory):
-    pytest.importorskip("torch")
-    from rgbir.export import ExportOptions, export_onnx
-    from rgbir.models import load
-
-    path = tmp_path_factory.mktemp("demo") / "fp32.onnx"
-    return export_onnx(load(DEMO_WEIGHTS), path, ExportOptions(imgsz=SIZE)).path
-
-
+# the demo model, exported once (conftest.py's demo_fp32, on its synthetic scenes) and quantized once ------------
 @pytest.fixture(scope="session")
 def int8(demo_fp32, synthetic):
     """The INT8 model (percentile, 32 pairs) and its activation ranges, which later tests reuse."""

@@ -16,7 +16,7 @@ import pytest
 
 from rgbir.errors import RgbirError
 from rgbir.export import ExportOptions, export_onnx
-from rgbir.models import build_model, load
+from rgbir.models import build_model
 from rgbir.trt import BatchProfile, EngineOptions, build_engine
 from rgbir.trt.sidecar import RTX_DEFAULT_TARGETS, read_sidecar
 from test_export import SHIPPED
@@ -41,12 +41,10 @@ def no_plugin_library(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_export(tmp_path_factory):
-    """The shipped demo detector (MSC at P4 and P5) at 320x320."""
-    from rgbir.cli.demo import DEMO_WEIGHTS
-
-    path = tmp_path_factory.mktemp("demo") / "demo.onnx"
-    return export_onnx(load(DEMO_WEIGHTS), path, ExportOptions(imgsz=(320, 320))).path
+def demo_export(demo_fp32):
+    """The shipped demo detector (MSC at P4 and P5): the session's fp32 export at 160x192 (conftest.py; what is
+    checked here does not depend on the input size, and nothing is written beside it)."""
+    return demo_fp32
 
 
 def test_the_demo_export_builds_with_the_plugin_through_the_real_parser(rtx_trt, plugin_library, demo_export,
@@ -116,15 +114,15 @@ def test_inlined_attention_at_1280_builds(rtx_trt, tmp_path):
     assert result.plugin_layers == {} and result.tensors[-1].shape == (1, 6, 33600)
 
 
-def test_what_tensorrt_rtx_cannot_do_is_refused_before_any_work(rtx_trt, tmp_path):
-    model = build_model("yolo11n-mm-mid", nc=2).eval()
-    nms = export_onnx(model, tmp_path / "nms.onnx", ExportOptions(imgsz=(128, 160), postprocess="nms")).path
+def test_what_tensorrt_rtx_cannot_do_is_refused_before_any_work(rtx_trt, nms_exports, tiny_onnx, tmp_path):
+    """On the session's exports (conftest.py): an NMS export (test_export.py's) and a plain one (tiny_onnx)."""
+    nms = nms_exports[2].path
     run = subprocess.run([sys.executable, "-m", "rgbir", "build", str(nms), "--tensorrt", "rtx"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert "no NMS layer" in run.stderr and "export without --postprocess nms" in run.stderr
-    assert not (tmp_path / "nms.engine").exists()
-    plain = export_onnx(model, tmp_path / "plain.onnx", ExportOptions(imgsz=(128, 160))).path
+    assert not nms.with_suffix(".engine").exists()  # the default output, beside the ONNX
+    plain = tiny_onnx
     for options, message in ((dict(dla_core=0, precision="auto"), "--dla-core"),
                              (dict(version_compatible=True), "--version-compatible"),
                              (dict(hardware_compatible=True), "--hardware-compatible"),
@@ -154,7 +152,7 @@ def test_parse_errors_name_the_failing_node_with_the_real_parser(rtx_trt, tmp_pa
         rtx_build(tmp_path / "bad.onnx", tmp_path / "bad.engine")
 
 
-def test_cancelling_a_real_build_writes_nothing(rtx_trt, tmp_path, monkeypatch):
+def test_cancelling_a_real_build_writes_nothing(rtx_trt, tiny_onnx, tmp_path, monkeypatch):
     """Ctrl-C sets the progress monitor's flag; the real builder then stops at its next step and returns None."""
     from rgbir.trt import progress
 
@@ -166,10 +164,8 @@ def test_cancelling_a_real_build_writes_nothing(rtx_trt, tmp_path, monkeypatch):
         return monitor
 
     monkeypatch.setattr(progress, "make_progress_monitor", cancelled_monitor)
-    path = export_onnx(build_model("yolo11n-mm-mid", nc=2).eval(), tmp_path / "m.onnx",
-                       ExportOptions(imgsz=(128, 160))).path
     with pytest.raises(RgbirError, match="cancelled"):
-        rtx_build(path, tmp_path / "m.engine")
+        rtx_build(tiny_onnx, tmp_path / "m.engine")
     assert not list(tmp_path.glob("m.engine*"))
 
 
@@ -204,7 +200,7 @@ def test_an_rtx_engine_runs_on_an_rtx_gpu(rtx_trt, demo_export, plugin_library, 
         pytest.skip(f"no CUDA GPU: TensorRT-RTX engines are compiled for the GPU when loaded ({e})")
     engine = rtx_build(demo_export, tmp_path / "demo.engine", plugin_library=plugin_library).engine
     rng = np.random.default_rng(0)
-    rgb, ir = (rng.random((1, 3, 320, 320), dtype=np.float32) for _ in range(2))
+    rgb, ir = (rng.random((1, 3, 160, 192), dtype=np.float32) for _ in range(2))  # demo_export's size
     with TensorRTBackend(engine) as backend:
         out = backend.infer(rgb, ir)["predictions"]
         cache = backend.runtime_cache.path
