@@ -15,7 +15,6 @@ from rgbir.runtime.backends import backend_kind, open_backend
 from rgbir.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, choose_providers
 from rgbir.trt.sidecar import EngineMetadata, check_compatible, read_sidecar, sidecar_path, write_sidecar
 
-
 SIZE = (128, 160)
 
 
