@@ -18,7 +18,8 @@ from rgbir.data.synthetic import SceneConfig, write_dataset
 from rgbir.eval.validate import validate
 from rgbir.models import build_model, save
 from rgbir.runtime.backends.torch_backend import TorchBackend
-from rgbir.train.trainer import TrainConfig, train
+from rgbir.train.config import TrainConfig
+from rgbir.train.trainer import train
 
 SIZE = (160, 192)
 

@@ -94,3 +94,20 @@ def test_export_errors_are_one_line(tmp_path):
     result = run_cli("export", "yolo11n", "-o", str(tmp_path / "x.onnx"), "--batch", "many")
     assert result.returncode == 2 and "--batch must be a number or 'dynamic'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["export", "yolo11n", "--batch", "many"], "--batch must be a number or 'dynamic'"),
+    (["export", "yolo11n", "--max-det", "5"], "add --postprocess nms"),
+    (["export", "yolo11n", "--max-batch", "4"], "use --batch dynamic"),
+    (["train", "yolo11n-mm-mid", "--data", "data.yaml", "--epochs", "0"], "--epochs 0 must be >= 1"),
+    (["train", "yolo11n-mm-mid", "--data", "missing.yaml"], "missing.yaml"),
+])
+def test_a_wrong_flag_is_refused_before_torch_loads(tmp_path, args, message):
+    """A wrong flag fails in a second, not after torch's import: the refusals run where torch cannot be imported."""
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    code = ("import sys; sys.modules['torch'] = None; from rgbir.cli.main import main; "
+            f"sys.exit(main({[*args, '-o', 'out.onnx' if args[0] == 'export' else 'out.safetensors']!r}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.glob("out.*"))

@@ -45,7 +45,8 @@ def test_training_overfits_a_few_scenes(tmp_path):
     from rgbir.data.synthetic import SceneConfig, write_dataset
     from rgbir.eval.validate import validate
     from rgbir.runtime.backends.torch_backend import TorchBackend
-    from rgbir.train.trainer import TrainConfig, train
+    from rgbir.train.config import TrainConfig
+    from rgbir.train.trainer import train
 
     config = SceneConfig(size=(96, 128), seed=2, max_objects=3)
     data = write_dataset(tmp_path / "syn", 6, 0, config)

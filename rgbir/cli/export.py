@@ -35,17 +35,18 @@ def check_given(given: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_onnx
     from ..export.options import ExportOptions
     from ..paths import PathPlan
     from ..preflight import writable_file
 
     given = ExportOptions.given(args)
-    check_given(given)  # before torch loads: a flag the export would ignore fails at once
+    check_given(given)  # a flag the export would ignore fails at once, before torch loads
     options = ExportOptions(**given)
     options.validate()
     output = writable_file(args.output or Path(Path(args.model).stem + ".onnx"), "ONNX file")
     PathPlan().reads("the model", args.model).reads("--cfg", args.cfg).writes("-o", output).check()
+    from ..export import export_onnx  # imports torch: only once every flag and path has been checked
+
     console.print(f"exporting {args.model} → {output}")
     model = load_model(args)
     with quiet_torch_export():

@@ -25,10 +25,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.dataset import load_dataset, split_folders
     from ..errors import RgbirError
-    from ..models import is_weights_file
     from ..paths import PathPlan
     from ..preflight import readable_file, writable_file
-    from ..train.trainer import TrainConfig, train
+    from ..train.config import TrainConfig
 
     config = TrainConfig(epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, lr=args.lr, seed=args.seed)
     config.validate()
@@ -37,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     PathPlan().reads("--data", args.data, *split_folders(args.data)).reads("the model", args.model) \
         .reads("--cfg", args.cfg).writes("-o", output).check()
     names = load_dataset(args.data, "val").names
+    # torch loads here: only once the flags, paths and dataset have been checked
+    from ..models import is_weights_file
+    from ..train.trainer import train
+
     if args.nc is None and not is_weights_file(args.model):
         args.nc = len(names)  # a config: size its head for the dataset
     model = load_model(args)

@@ -8,7 +8,6 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -16,37 +15,15 @@ import numpy as np
 import torch
 
 from ..data.dataset import PairedDataset, Sample, load_dataset
-from ..errors import RgbirError
 from ..metadata import InputSpec
 from ..models import Detector
 from ..models.checkpoint import CheckpointWriter
 from ..runtime.preprocess import letterbox, to_input
+from .config import TrainConfig
 from .loss import DetectionLoss
 
 log = logging.getLogger(__name__)
 SAVE_SHARE = 10  # an epoch's checkpoint is skipped while the last save took over 1/10 of the time since it
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 30
-    batch: int = 8
-    imgsz: tuple[int, int] = (256, 320)
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    warmup_steps: int = 50
-    ema_decay: float = 0.999
-    flip: float = 0.5
-    brightness: float = 0.3  # RGB gain jitter: ×(1 ± brightness)
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Each setting in its range, named by its flag."""
-        for flag, value in (("--epochs", self.epochs), ("--batch", self.batch), ("warmup_steps", self.warmup_steps)):
-            if value < 1:
-                raise RgbirError(f"{flag} {value} must be >= 1")
-        if not self.lr > 0:
-            raise RgbirError(f"--lr {self.lr:g} must be > 0")
 
 
 def load_pair(sample: Sample, imgsz: tuple[int, int], ir_channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
