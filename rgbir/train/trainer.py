@@ -76,14 +76,21 @@ class PairedBatches:
                    torch.from_numpy(np.concatenate(targets)).float())
 
 
-def _update_ema(ema: Detector, model: Detector, decay: float) -> None:
-    """ema = decay * ema + (1 - decay) * model for floating-point tensors; the others (BN counters) copied."""
-    with torch.no_grad():
-        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
-            if e.dtype.is_floating_point:
-                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
-            else:
-                e.copy_(m)
+class _Ema:
+    """ema = decay * ema + (1 - decay) * model for the floating-point tensors, all in one foreach call; the others
+    (BN counters) copied. The tensor lists are taken once: a state_dict per step cost as much as the update."""
+
+    def __init__(self, ema: Detector, model: Detector):
+        pairs = list(zip(ema.state_dict().values(), model.state_dict().values()))
+        self.floats = [[e for e, _ in pairs if e.dtype.is_floating_point],
+                       [m.detach() for e, m in pairs if e.dtype.is_floating_point]]
+        self.others = [(e, m) for e, m in pairs if not e.dtype.is_floating_point]
+
+    @torch.no_grad()
+    def update(self, decay: float) -> None:
+        torch._foreach_lerp_(*self.floats, 1 - decay)
+        for e, m in self.others:
+            e.copy_(m)
 
 
 class _Checkpoints:
@@ -122,11 +129,13 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
+                                  foreach=True)  # the default on a CPU is a Python loop over ~500 tensors
     total = config.epochs * len(batches)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
+    averager = _Ema(ema, model)
     checkpoints = _Checkpoints(ema, output, config, data)
     step = done = 0  # optimizer steps, whole epochs
     try:
@@ -143,7 +152,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
                 optimizer.step()
-                _update_ema(ema, model, config.ema_decay * (1 - math.exp(-step / 200)))  # ramps up as upstream's
+                averager.update(config.ema_decay * (1 - math.exp(-step / 200)))  # ramps up as upstream's
                 sums += parts
                 step += 1
             box, cls, dfl = (sums / len(batches)).tolist()
