@@ -78,17 +78,18 @@ class PairedBatches:
 
 class _Ema:
     """ema = decay * ema + (1 - decay) * model for the floating-point tensors, all in one foreach call; the others
-    (BN counters) copied. The tensor lists are taken once: a state_dict per step cost as much as the update."""
+    (BN counters) copied. The state_dict tensors share storage with the modules', so they are listed once, not per
+    step (a state_dict per step cost more than the update)."""
 
     def __init__(self, ema: Detector, model: Detector):
         pairs = list(zip(ema.state_dict().values(), model.state_dict().values()))
-        self.floats = [[e for e, _ in pairs if e.dtype.is_floating_point],
-                       [m.detach() for e, m in pairs if e.dtype.is_floating_point]]
+        floats = [(e, m) for e, m in pairs if e.dtype.is_floating_point]
+        self.ema_floats, self.model_floats = [e for e, _ in floats], [m for _, m in floats]
         self.others = [(e, m) for e, m in pairs if not e.dtype.is_floating_point]
 
     @torch.no_grad()
     def update(self, decay: float) -> None:
-        torch._foreach_lerp_(*self.floats, 1 - decay)
+        torch._foreach_lerp_(self.ema_floats, self.model_floats, 1 - decay)
         for e, m in self.others:
             e.copy_(m)
 
@@ -130,7 +131,7 @@ def train(model: Detector, data: str | Path, config: TrainConfig, output: str | 
             (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
-                                  foreach=True)  # the default on a CPU is a Python loop over ~500 tensors
+                                  foreach=True)  # the default on a CPU is a Python loop over the ~450 parameters
     total = config.epochs * len(batches)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
